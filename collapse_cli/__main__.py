@@ -1,0 +1,5 @@
+"""``python -m collapse_cli`` is the ``collapse`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,230 @@
+"""The YAML schema: loading, ``key.path=value`` overrides, validation and the resolved dump."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+
+from .errors import ConfigError
+from .registry import Registry
+from .runs import sanitize_name
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Component(BaseModel):
+    """A component block: ``name`` plus that component's own parameters (checked later)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class VerdictConfig(_Strict):
+    """Thresholds of the collapse verdict; the README explains the defaults."""
+
+    complete_variance_ratio: float = Field(1e-3, gt=0, lt=1)
+    complete_std_l2: float = Field(0.05, gt=0, lt=1)
+    dimensional_fraction: float = Field(0.25, gt=0, lt=1)
+
+
+class TrainConfig(_Strict):
+    steps: int = Field(500, gt=0)
+    batch_size: int | None = Field(None, gt=0)
+
+
+class LogConfig(_Strict):
+    every: int = Field(50, gt=0)
+    spectrum: bool = True
+    verdict: VerdictConfig = VerdictConfig()
+
+
+class RunConfig(_Strict):
+    name: str | None = None
+    seed: int = 0
+    device: str = "auto"
+    data: Component
+    encoder: Component
+    loss: Component
+    optimizer: Component
+    train: TrainConfig = TrainConfig()
+    log: LogConfig = LogConfig()
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", v):
+            raise ValueError(f"{v!r} is not a device; use auto, cpu, cuda or cuda:N")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}", v):
+            raise ValueError(
+                f"{v!r} is not a usable run name; use letters, digits, '.', '_' and '-' "
+                "(no path separators), starting with a letter or digit"
+            )
+        return v
+
+
+COMPONENT_BLOCKS = ("data", "encoder", "loss", "optimizer")
+
+
+def registries() -> dict[str, Registry]:
+    """The registry behind each component block (imports torch)."""
+    from .data import DATASETS
+    from .encoders import ENCODERS
+    from .objectives import OBJECTIVES
+    from .optim import OPTIMIZERS
+
+    return {"data": DATASETS, "encoder": ENCODERS, "loss": OBJECTIVES, "optimizer": OPTIMIZERS}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Parse a YAML file with the safe loader into a mapping, or raise ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read it ({e.__class__.__name__})") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}: {where}invalid YAML: {problem}") from None
+    if doc is None:
+        raise ConfigError(
+            f"{path}: the file is empty; a config needs data, encoder, loss, optimizer"
+        )
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of keys, not a {type(doc).__name__}")
+    return doc
+
+
+def apply_overrides(doc: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
+    """Return a copy of ``doc`` with each ``key.path=value`` applied (values parsed as YAML)."""
+    import copy
+
+    doc = copy.deepcopy(doc)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", p) for p in parts):
+            raise ConfigError(f"override {item!r}: expected key.path=value, e.g. train.steps=2000")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
+        node = doc
+        for i, p in enumerate(parts[:-1]):
+            child = node.setdefault(p, {})
+            if not isinstance(child, dict):
+                here = ".".join(parts[: i + 1])
+                raise ConfigError(f"override {item!r}: {here} is not a mapping in {source}")
+            node = child
+        node[parts[-1]] = value
+    return doc
+
+
+def load_config(
+    source: str | Path | dict[str, Any], overrides: list[str] | None = None
+) -> RunConfig:
+    """Load, override and validate a config; every problem is a ConfigError naming its path."""
+    if isinstance(source, dict):
+        doc, label, stem = source, "config", "run"
+    else:
+        doc, label, stem = read_yaml(source), str(source), Path(source).stem
+        if stem == "config" and Path(source).parent.name:  # runs/<id>/config.yaml repeats a run
+            stem = "run"
+    doc = apply_overrides(doc, overrides or [], label)
+    try:
+        cfg = RunConfig.model_validate(doc)
+    except ValidationError as e:
+        raise ConfigError(f"{label}: {_describe(e, RunConfig)}") from None
+    if cfg.name is None:
+        cfg.name = sanitize_name(stem)
+    regs = registries()
+    for block in COMPONENT_BLOCKS:
+        spec: Component = getattr(cfg, block)
+        reg = regs[block]
+        reg.get(spec.name, where=f"{label}: {block}.name")
+        try:
+            model = _params_model(reg, spec.name)
+            params = model.model_validate(spec.params())
+        except ValidationError as e:
+            raise ConfigError(f"{label}: {_describe(e, model, prefix=block)}") from None
+        setattr(cfg, block, Component(name=spec.name, **params.model_dump()))
+    return cfg
+
+
+def resolved(cfg: RunConfig) -> dict[str, Any]:
+    """The config with every default filled in, as plain YAML-able data."""
+    return cfg.model_dump(mode="json")
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@cache
+def _params_model(reg: Registry, name: str) -> type[BaseModel]:
+    """A pydantic model of one component's parameters, built from its signature."""
+    fields: dict[str, Any] = {}
+    for p in reg.params(name):
+        default = ... if p.required else p.default
+        fields[p.name] = (p.annotation, default)
+    return create_model(  # type: ignore[call-overload]
+        f"{reg.kind}_{name}", __config__=ConfigDict(extra="forbid"), **fields
+    )
+
+
+def _describe(e: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
+    """One line for the first validation error: ``loss.temperature: must be > 0 (got 0)``."""
+    errors = e.errors()
+    err = errors[0]
+    path = ".".join([prefix] * bool(prefix) + [str(p) for p in err["loc"]]) or "config"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = _model_at(model, err["loc"][:-1])
+        msg = "unknown key" + (f"; allowed: {', '.join(allowed.model_fields)}" if allowed else "")
+    elif kind == "missing":
+        msg = "missing (required)"
+    elif kind in ("model_type", "dict_type", "model_attributes_type"):
+        msg = f"must be a mapping (got {err['input']!r})"
+    elif kind == "value_error":
+        msg = str(err["ctx"]["error"])
+    else:
+        msg = err["msg"][0].lower() + err["msg"][1:] + f" (got {err['input']!r})"
+    n = len(errors) - 1
+    return f"{path}: {msg}" + (f" (and {n} more problem{'s' * (n > 1)})" if n else "")
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The nested pydantic model at ``loc`` (to list its keys), if there is one."""
+    current: Any = model
+    for p in loc:
+        field = current.model_fields.get(str(p)) if isinstance(current, type) else None
+        current = field.annotation if field else None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return current
+    return None

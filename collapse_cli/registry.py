@@ -1,0 +1,133 @@
+"""One small registry per component kind: the registered name is the YAML name."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Param:
+    """One user-settable parameter of a component, read from its constructor signature."""
+
+    name: str
+    annotation: Any
+    default: Any  # inspect.Parameter.empty when required
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    factory: Callable[..., Any]
+    description: str
+
+
+class Registry:
+    """Components of one kind (``loss``, ``encoder``, ...) by name.
+
+    The factory's signature is the component's schema: its keyword parameters are what a
+    YAML block may set, its defaults are the defaults. Parameters listed in ``injected`` are
+    supplied by the runner (an encoder's input size, an optimizer's parameters), never by YAML.
+    """
+
+    def __init__(self, kind: str, injected: tuple[str, ...] = ()) -> None:
+        self.kind = kind
+        self.injected = injected
+        self._entries: dict[str, Entry] = {}
+
+    def register(
+        self, name: str, description: str | None = None
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def decorate(factory: Callable[..., Any]) -> Callable[..., Any]:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            doc = description or (inspect.getdoc(factory) or "").split("\n", 1)[0].replace("``", "")
+            self._entries[name] = Entry(name, factory, doc)
+            return factory
+
+        return decorate
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def get(self, name: str, where: str = "name") -> Entry:
+        """The entry for ``name``, or a ConfigError listing the choices (and a close match)."""
+        if name in self._entries:
+            return self._entries[name]
+        close = difflib.get_close_matches(str(name), self.names(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"{where}: {name!r} is not a {self.kind}{hint}; choose from {', '.join(self.names())}"
+        )
+
+    def params(self, name: str) -> list[Param]:
+        """The YAML-settable parameters of ``name``, in signature order."""
+        target = self._entries[name].factory
+        sig = inspect.signature(target.__init__ if inspect.isclass(target) else target)
+        hints = _type_hints(target)
+        out = []
+        for p in sig.parameters.values():
+            if p.name in ("self", *self.injected) or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            out.append(Param(p.name, hints.get(p.name, Any), p.default))
+        return out
+
+    def build(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
+        return self.get(name).factory(*args, **kwargs)
+
+
+def _type_hints(target: Callable[..., Any]) -> dict[str, Any]:
+    import typing
+
+    fn = target.__init__ if inspect.isclass(target) else target
+    try:
+        return typing.get_type_hints(fn, include_extras=True)
+    except Exception:  # unresolvable forward references: fall back to no types
+        return {}
+
+
+# Constrained types for component signatures: the config layer enforces them and names the
+# YAML path in its message (``loss.temperature: input should be greater than 0``).
+from typing import Annotated  # noqa: E402
+
+from annotated_types import Ge, Gt  # noqa: E402
+
+PositiveInt = Annotated[int, Gt(0)]
+PositiveFloat = Annotated[float, Gt(0)]
+NonNegativeFloat = Annotated[float, Ge(0)]
+
+
+def type_text(annotation: Any) -> str:
+    """A parameter's type, short: ``float > 0``, ``relu | gelu``, ``list[int]``."""
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        base, *marks = typing.get_args(annotation)
+        bounds = [
+            f"{op} {getattr(m, attr)}"
+            for m in marks
+            for attr, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+            if hasattr(m, attr)
+        ]
+        return " ".join([type_text(base), *bounds])
+    if origin is typing.Literal:
+        return " | ".join(str(a) for a in typing.get_args(annotation))
+    if origin in (list, tuple):
+        args = ", ".join(type_text(a) for a in typing.get_args(annotation) if a is not Ellipsis)
+        return f"{origin.__name__}[{args}]"
+    if annotation is Any:
+        return "any"
+    return getattr(annotation, "__name__", str(annotation))
