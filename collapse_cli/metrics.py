@@ -1,0 +1,328 @@
+"""Collapse metrics: pure functions of an (N, d) embedding tensor, no I/O.
+
+Definitions, collapsed and healthy values and sources are in docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+
+RANKME_EPS = 1e-7  # ε of RankMe (Garrido et al. 2023)
+UNIFORMITY_T = 2.0  # t of the uniformity loss (Wang and Isola 2020)
+PAIR_CAP = 2048  # pairwise (O(N²)) metrics use at most this many evenly spaced rows
+ALPHA_FIT_START = 2  # α-ReQ fit: first 1-based eigenvalue index (λ₁ is skipped) ...
+ALPHA_FIT_END = 0.9  # ... last index ⌊0.9 · rank⌋ (the finite-sample tail is skipped)
+ALPHA_MIN_RANK = 10  # below this rank the fit has fewer than 8 points: alpha_req is absent
+
+
+# ---------------------------------------------------------------------------- helpers
+def _f64(z: torch.Tensor) -> torch.Tensor:
+    if z.ndim != 2 or z.shape[0] < 1 or z.shape[1] < 1:
+        raise ValueError(f"embeddings must be (N, d) with N, d >= 1, got {tuple(z.shape)}")
+    return z.detach().to(torch.float64)
+
+
+def _centred(z64: torch.Tensor) -> torch.Tensor:
+    # Shift by the first row before removing the mean: a constant column becomes exactly 0
+    # (no round-off variance for a collapsed batch) and a large mean costs no precision.
+    y = z64 - z64[:1]
+    return y - y.sum(0) / y.shape[0]  # (N, d)
+
+
+def _unit_rows(z64: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit L2 norm; an all-zero row stays the zero vector."""
+    norm = torch.linalg.vector_norm(z64, dim=1, keepdim=True)  # (N, 1)
+    return torch.where(norm > 0, z64 / norm, torch.zeros_like(z64))
+
+
+def _cov_matrix(z64: torch.Tensor) -> torch.Tensor:
+    """C = Zcᵀ Zc / (N−1), or the (N, N) Gram Zc Zcᵀ / (N−1) when N < d (same nonzero
+    eigenvalues, smaller matrix). N − 1 is replaced by 1 when N == 1 (then Zc = 0)."""
+    n, d = z64.shape
+    zc = _centred(z64)
+    return (zc @ zc.T if n < d else zc.T @ zc) / max(n - 1, 1)
+
+
+def _raw_gram(z64: torch.Tensor) -> torch.Tensor:
+    """ZᵀZ or ZZᵀ of the uncentred Z, whichever is smaller: its eigenvalues are σ_k(Z)²."""
+    return z64.T @ z64 if z64.shape[0] >= z64.shape[1] else z64 @ z64.T
+
+
+def _eigvalsh_desc(mat: torch.Tensor, size: int) -> torch.Tensor:
+    """Eigenvalues of a symmetric matrix on the CPU, descending, clamped at 0, zero-padded to
+    ``size``; NaN throughout when the matrix is not finite (a diverged step)."""
+    mat = mat.to("cpu", torch.float64)
+    if not bool(torch.isfinite(mat).all()):
+        return torch.full((size,), math.nan, dtype=torch.float64)
+    eigs = torch.linalg.eigvalsh(mat).flip(0).clamp_min(0.0)
+    return torch.cat([eigs, eigs.new_zeros(size - eigs.numel())])
+
+
+def _exp_entropy(s: torch.Tensor, eps: float = 0.0) -> float:
+    """exp(−Σ p log p) with p = s / Σs + eps; 0 log 0 = 0; 0 when Σs == 0."""
+    total = float(s.sum())
+    if not total > 0:
+        return 0.0 if total == 0 else math.nan
+    p = s / total + eps
+    return math.exp(float(-torch.special.xlogy(p, p).sum()))
+
+
+# ---------------------------------------------------------------------------- spectrum
+@torch.no_grad()
+def spectrum(z: torch.Tensor) -> torch.Tensor:
+    """λ₁ ≥ … ≥ λ_d ≥ 0, the eigenvalues of C = Zcᵀ Zc / (N−1): (d,) float64 on the CPU.
+
+    The product is formed on z's device; the (min(N, d))² matrix is decomposed on the CPU,
+    since ``torch.linalg.eigvalsh`` synchronises a CUDA device with the host anyway. When N < d
+    the N×N Gram is decomposed and the spectrum padded with zeros (rank(Zc) ≤ N − 1).
+    """
+    z64 = _f64(z)
+    return _eigvalsh_desc(_cov_matrix(z64), z64.shape[1])
+
+
+def rank_tolerance(n: int, d: int, dtype: torch.dtype = torch.float32) -> float:
+    """Relative eigenvalue tolerance of `numerical_rank`: λ_i counts when λ_i > λ₁ · rtol, with
+
+    rtol = max((max(N, d) · eps)², max(N, d) · eps_f64),   eps = machine epsilon of ``dtype``.
+
+    The first term is numpy.linalg.matrix_rank's default (σ_i > σ₁ · max(N, d) · eps) on the
+    singular values of Zc, squared because λ ∝ σ²; the second is the same rule for the float64
+    matrix C itself, the resolution of its decomposition (it only matters for float64 input).
+    float32, N = 512, d = 128: rtol = 3.7e-9. bfloat16 reaches rtol = 1 (rank 0) at
+    max(N, d) = 128: pass float32 embeddings when training in bfloat16.
+    """
+    m = max(n, d)
+    return max((m * torch.finfo(dtype).eps) ** 2, m * torch.finfo(torch.float64).eps)
+
+
+def numerical_rank(eigs: torch.Tensor, n: int, dtype: torch.dtype = torch.float32) -> int:
+    """#{i : λ_i > λ₁ · rank_tolerance(N, d, dtype)} for a descending spectrum; 0 when λ₁ == 0.
+
+    Collapsed: 0 (a point) or 1 (a line). Healthy: up to min(d, N − 1).
+    """
+    tol = float(eigs[0]) * rank_tolerance(n, eigs.numel(), dtype)
+    return int((eigs > tol).sum())
+
+
+def effective_rank_from_spectrum(eigs: torch.Tensor) -> float:
+    """exp(−Σ p_i log p_i), p_i = σ_i / Σ σ_j over the singular values σ_i = √((N−1) λ_i) of Zc
+    (the factor N − 1 cancels). Roy and Vetterli 2007. Zero singular values contribute 0.
+    Collapsed → 1 (one direction left; 0 for a zero spectrum). Healthy → the rank; k equal
+    singular values give exactly k.
+    """
+    return _exp_entropy(eigs.clamp_min(0.0).sqrt())
+
+
+def participation_ratio_from_spectrum(eigs: torch.Tensor) -> float:
+    """(Σλ)² / Σλ². Collapsed → 1 (0 for a zero spectrum); k equal eigenvalues give k;
+    isotropic Gaussian data: ≈ d (N−1) / (N + d). (Gao et al. 2017.)"""
+    top = float(eigs[0])
+    if not top > 0:
+        return 0.0 if top == 0 else math.nan
+    e = eigs / top  # scale first so that Σλ² cannot underflow
+    return float(e.sum() ** 2 / (e**2).sum())
+
+
+def alpha_req_from_spectrum(eigs: torch.Tensor, rank: int) -> float | None:
+    """α of λ_i ∝ i^(−α): minus the least-squares slope of log λ_i on log i (Agrawal et al.
+    2022, α-ReQ), over 1-based i = ALPHA_FIT_START … ⌊ALPHA_FIT_END · rank⌋.
+
+    λ₁ is skipped because one dominant direction (a shared offset of all embeddings) often sits
+    above the power law; the last 10 % of the attainable rank is skipped because the smallest
+    sample eigenvalues are pushed down by finite N (Marchenko–Pastur) and by round-off. Only
+    eigenvalues above the rank tolerance enter, so log λ is finite. None (the key is absent)
+    when rank < ALPHA_MIN_RANK, i.e. fewer than 8 points. Collapse: α grows (fast decay);
+    a flat, whitened spectrum gives α ≈ 0; the paper finds well-generalising SSL features
+    near α ≈ 1.
+    """
+    if rank < ALPHA_MIN_RANK:
+        return None
+    end = int(ALPHA_FIT_END * rank + 1e-9)  # ⌊0.9 · rank⌋, safe from 0.9·r = 8.999…
+    i = torch.arange(ALPHA_FIT_START, end + 1, dtype=torch.float64)
+    x, y = i.log(), eigs[ALPHA_FIT_START - 1 : end].log()
+    x, y = x - x.mean(), y - y.mean()
+    return float(-(x * y).sum() / (x * x).sum())
+
+
+@torch.no_grad()
+def rankme(z: torch.Tensor) -> float:
+    """RankMe (Garrido et al. 2023): exp(−Σ_k p_k log p_k), p_k = σ_k / ‖σ‖₁ + ε, ε = 1e-7,
+    over the min(N, d) singular values of the UNCENTRED Z.
+
+    Needs its own decomposition (Z, not Zc): the eigenvalues σ_k² of the smaller Gram, ZᵀZ
+    (d×d) or ZZᵀ (N×N), formed on z's device and decomposed on the CPU. Collapsed → 1 (a
+    repeated point; 0 for all-zero Z). Healthy → min(N, d).
+    """
+    z64 = _f64(z)
+    return _rankme_from_gram(_raw_gram(z64))
+
+
+def _rankme_from_gram(gram: torch.Tensor) -> float:
+    return _exp_entropy(_eigvalsh_desc(gram, gram.shape[0]).sqrt(), RANKME_EPS)
+
+
+# ---------------------------------------------------------------------------- on z's device
+# Each returns a 0-dim float64 tensor on z's device (no host synchronisation).
+@torch.no_grad()
+def variance(z: torch.Tensor) -> torch.Tensor:
+    """(1/d) Σ_j (1/(N−1)) Σ_i (z_ij − z̄_j)² = tr(C) / d, the article's z.var(0).mean().
+    Collapsed → 0. Healthy: the data's scale (1 for standardised data). 0 when N == 1."""
+    z64 = _f64(z)
+    return _centred(z64).pow(2).sum(0).mean() / max(z64.shape[0] - 1, 1)
+
+
+@torch.no_grad()
+def std_l2(z: torch.Tensor) -> torch.Tensor:
+    """(1/d) Σ_j std_i(u_ij), u = rows of Z scaled to unit norm, std unbiased (SimSiam, Chen
+    and He 2021). Collapsed → 0. Healthy ≈ 1/√d. Bound: ≤ √(N/(N−1)) / √d, with equality when
+    every dimension has the same std and the u have zero mean. 0 when N == 1."""
+    u = _unit_rows(_f64(z))
+    return (_centred(u).pow(2).sum(0) / max(u.shape[0] - 1, 1)).sqrt().mean()
+
+
+def _pair_rows(z64: torch.Tensor, cap: int) -> torch.Tensor:
+    n = z64.shape[0]
+    if n <= cap:
+        return z64
+    # Evenly spaced rows i·(N−1)//(cap−1): deterministic, no RNG, spans the whole batch.
+    idx = torch.arange(cap, device=z64.device) * (n - 1) // (cap - 1)
+    return z64[idx]
+
+
+@torch.no_grad()
+def uniformity(
+    z: torch.Tensor, t: float = UNIFORMITY_T, cap: int = PAIR_CAP
+) -> torch.Tensor | None:
+    """log mean_{i<j} exp(−t ‖u_i − u_j‖²), u = unit rows, t = 2 (Wang and Isola 2020), over at
+    most ``cap`` evenly spaced rows. Collapsed → 0. Healthy (uniform on the sphere) ≈
+    −4 + 8/d − 64/(d²(d+2)), → −4 for large d. None when N < 2 (no pairs)."""
+    u = _unit_rows(_pair_rows(_f64(z), cap))
+    if u.shape[0] < 2:
+        return None
+    return torch.pdist(u).pow(2).mul(-t).exp().mean().log()
+
+
+@torch.no_grad()
+def mean_cosine(z: torch.Tensor) -> torch.Tensor | None:
+    """mean_{i≠j} u_i·u_j = (‖Σ_i u_i‖² − Σ_i ‖u_i‖²) / (N(N−1)), exact in O(N·d), no
+    subsampling, clamped to [−1, 1] against round-off. A zero row has cosine 0 with everything.
+    Collapsed → 1. Healthy ≈ 0. None when N < 2."""
+    u = _unit_rows(_f64(z))
+    n = u.shape[0]
+    if n < 2:
+        return None
+    return ((u.sum(0).pow(2).sum() - u.pow(2).sum()) / (n * (n - 1))).clamp(-1.0, 1.0)
+
+
+@torch.no_grad()
+def norm_mean(z: torch.Tensor) -> torch.Tensor:
+    """(1/N) Σ_i ‖z_i‖₂. Shows norm inflation (the article's demo 2) or shrinkage to 0."""
+    return torch.linalg.vector_norm(_f64(z), dim=1).mean()
+
+
+@torch.no_grad()
+def alignment(z: torch.Tensor, z_pos: torch.Tensor) -> torch.Tensor:
+    """(1/N) Σ_i ‖u_i − u⁺_i‖² over positive pairs of unit rows (Wang and Isola 2020), in
+    [0, 4]. Small is good, but 0 is also what a collapsed encoder gets."""
+    if z_pos.shape != z.shape:
+        raise ValueError(f"z_pos must have z's shape {tuple(z.shape)}, got {tuple(z_pos.shape)}")
+    return (_unit_rows(_f64(z)) - _unit_rows(_f64(z_pos))).pow(2).sum(1).mean()
+
+
+# ---------------------------------------------------------------------------- not from z
+@torch.no_grad()
+def grad_norm(parameters: Iterable[torch.Tensor]) -> torch.Tensor:
+    """‖(g_1, …, g_P)‖₂ over every .grad that is not None: a 0-dim float32 tensor on the first
+    gradient's device, no host synchronisation (0 with no gradients). → 0 at complete collapse."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    device = grads[0].device
+    norms = [torch.linalg.vector_norm(g, dtype=torch.float32).to(device) for g in grads]
+    return torch.linalg.vector_norm(torch.stack(norms))
+
+
+@torch.no_grad()
+def knn_accuracy(
+    train_z: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_z: torch.Tensor,
+    test_labels: torch.Tensor,
+    k: int = 20,
+) -> float:
+    """Fraction of test rows whose label is the majority among their k most cosine-similar
+    train rows (labels are integers ≥ 0; a tie goes to the smallest label; k is capped at the
+    number of train rows). Collapsed → chance. (The k-NN monitor of Wu et al. 2018 and
+    DINO, unweighted.)"""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    train_u = _unit_rows(_f64(train_z))
+    test_u = _unit_rows(_f64(test_z)).to(train_u.device)
+    train_labels = train_labels.to(train_u.device, torch.long)
+    k = min(k, train_u.shape[0])
+    classes = int(train_labels.max()) + 1
+    preds = []
+    for chunk in test_u.split(1024):  # bounds the (chunk, N_train) similarity matrix
+        nearest = (chunk @ train_u.T).topk(k, dim=1).indices  # (B, k)
+        votes = torch.zeros(chunk.shape[0], classes, device=chunk.device, dtype=torch.float64)
+        votes.scatter_add_(1, train_labels[nearest], torch.ones_like(nearest, dtype=votes.dtype))
+        preds.append(votes.argmax(1))  # argmax returns the first maximum: smallest label
+    hits = torch.cat(preds) == test_labels.to(train_u.device, torch.long)
+    return float(hits.double().mean())
+
+
+# ---------------------------------------------------------------------------- one log step
+@torch.no_grad()
+def compute_metrics(
+    z: torch.Tensor, z_pos: torch.Tensor | None = None
+) -> tuple[dict[str, float], torch.Tensor]:
+    """All embedding metrics of one log step from ONE eigendecomposition of the covariance
+    (plus rankme's Gram); returns (metrics as python floats/ints, eigenvalues float64
+    descending on CPU).
+
+    One host synchronisation: the device-side scalars and the two small symmetric matrices
+    travel to the CPU in one copy; both decompositions run there. ``rank`` is an int.
+    ``uniformity`` and ``mean_cosine`` are absent when N < 2, ``alignment`` without z_pos,
+    ``alpha_req`` when rank < ALPHA_MIN_RANK. Non-finite z (a diverged step) gives NaN for
+    every metric (rank included) and a NaN spectrum, never an exception.
+    """
+    z64 = _f64(z)
+    n, d = z64.shape
+    maybe = {
+        "variance": variance(z64),
+        "std_l2": std_l2(z64),
+        "uniformity": uniformity(z64),
+        "alignment": alignment(z64, z_pos) if z_pos is not None else None,
+        "mean_cosine": mean_cosine(z64),
+        "norm_mean": norm_mean(z64),
+    }
+    on_device = {k: v for k, v in maybe.items() if v is not None}  # absent = not applicable
+    cov, gram = _cov_matrix(z64), _raw_gram(z64)
+    packed = torch.cat([torch.stack(list(on_device.values())), cov.flatten(), gram.flatten()])
+    packed = packed.cpu()  # the one host synchronisation
+    scalars = dict(zip(on_device, packed[: len(on_device)].tolist(), strict=True))
+    cov, gram = packed[len(on_device) :].split([cov.numel(), gram.numel()])
+
+    m = min(n, d)  # both matrices are (m, m)
+    eigs = _eigvalsh_desc(cov.view(m, m), d)  # (d,) descending
+    if not (torch.isfinite(eigs).all() and all(map(math.isfinite, scalars.values()))):
+        keys = ["min_eig", "max_eig", "rank", "effective_rank", "rankme", "participation_ratio"]
+        return {k: math.nan for k in [*scalars, *keys]}, eigs.fill_(math.nan)
+    rank = numerical_rank(eigs, n, z.dtype)
+    out: dict[str, float] = {
+        "variance": scalars.pop("variance"),
+        "min_eig": float(eigs[-1]),
+        "max_eig": float(eigs[0]),
+        "rank": rank,
+        "effective_rank": effective_rank_from_spectrum(eigs),
+        "rankme": _rankme_from_gram(gram.view(m, m)),
+        "participation_ratio": participation_ratio_from_spectrum(eigs),
+    }
+    alpha = alpha_req_from_spectrum(eigs, rank)
+    if alpha is not None:
+        out["alpha_req"] = alpha
+    out.update(scalars)
+    return out, eigs
