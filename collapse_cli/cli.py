@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .errors import CollapseError
+from .errors import CollapseError, ConfigError
 
 app = typer.Typer(
     help="Run, measure and compare representation-collapse experiments.",
@@ -133,7 +133,7 @@ def components(
     regs = registries()
     with _user_errors():
         if kind is not None and kind not in regs:
-            raise CollapseError(f"{kind!r} is not a component kind; choose from {', '.join(regs)}")
+            raise ConfigError(f"{kind!r} is not a component kind; choose from {', '.join(regs)}")
     for block, reg in regs.items():
         if kind not in (None, block):
             continue

@@ -118,7 +118,9 @@ def test_a_run_folder_config_repeats_the_run_exactly(demo_runs, tmp_path):
     again, _ = run_experiment(path / "config.yaml", runs_dir=tmp_path)
 
     def numbers(p):
-        return [{k: v for k, v in r.items() if k != "time"} for r in read_jsonl(p / "metrics.jsonl")]
+        return [
+            {k: v for k, v in r.items() if k != "time"} for r in read_jsonl(p / "metrics.jsonl")
+        ]
 
     assert numbers(again) == numbers(path)
     assert json.loads((again / "meta.json").read_text())["name"] == "collapse"
