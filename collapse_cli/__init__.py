@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "run_experiment"]
+__all__ = ["__version__", "load_run", "run_experiment"]
 
 
 def __getattr__(name: str) -> Any:
@@ -17,4 +17,8 @@ def __getattr__(name: str) -> Any:
         from .api import run_experiment
 
         return run_experiment
+    if name == "load_run":
+        from .rundata import load_run
+
+        return load_run
     raise AttributeError(f"module 'collapse_cli' has no attribute {name!r}")

@@ -1,19 +1,38 @@
-"""The library entry point behind ``collapse run``: config in, run folder and summary out."""
+"""The library entry points behind ``collapse run``: config in, run folder and summary out."""
 
 from __future__ import annotations
 
+import contextlib
 import platform
+import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .config import RunConfig, dump_yaml, load_config, resolved
-from .errors import RunError
-from .runs import CONFIG, META, SUMMARY, RunWriter, create_run_dir, write_atomic, write_json
+from .errors import CollapseError, ConfigError, RunError
+from .runs import (
+    CONFIG,
+    META,
+    METRICS,
+    SPECTRUM,
+    SUMMARY,
+    RunWriter,
+    create_run_dir,
+    read_json,
+    read_jsonl,
+    resolve_run,
+    write_atomic,
+    write_json,
+)
 from .verdict import summarize, verdict
+
+CHECKPOINT = "checkpoint.pt"
 
 
 class _Silent:
@@ -44,6 +63,7 @@ def run_experiment(
 
     ``config`` is a YAML path or a dict of the same shape; ``overrides`` are ``key.path=value``
     strings. Every problem with the config raises ConfigError before any folder is created.
+    ``summary["status"]`` says how the run ended: completed, interrupted or diverged.
 
     Example (in a notebook)::
 
@@ -52,14 +72,13 @@ def run_experiment(
     """
     import torch
 
-    from .train import build, resolve_device, train
+    from .train import build, resolve_device
 
     cfg, label = prepare(config, overrides)
     device = resolve_device(cfg.device)
     parts = build(cfg, label)
 
     path = create_run_dir(runs_dir, cfg.name or "run")
-    write_atomic(path / CONFIG, dump_yaml(resolved(cfg)))
     meta: dict[str, Any] = {
         "id": path.name,
         "name": cfg.name,
@@ -77,22 +96,95 @@ def run_experiment(
         },
         "git_commit": _git_commit(),
     }
-    write_json(path / META, meta)
+    try:
+        write_atomic(path / CONFIG, dump_yaml(resolved(cfg)))
+        write_json(path / META, meta)
+    except OSError as e:
+        raise CollapseError(f"{path}: cannot write the run folder ({e.strerror})") from None
+    return path, _execute(cfg, parts, device, path, meta, reporter)
 
+
+def resume_run(
+    run: str | Path,
+    *,
+    runs_dir: str | Path = "runs",
+    reporter: Any = None,
+    command: str | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Continue a run from its ``checkpoint.pt`` into the same folder.
+
+    Metrics logged after the checkpoint are dropped and recomputed, so on the CPU a resumed run
+    ends with exactly the metrics of an uninterrupted one.
+    """
+    from .train import build, load_checkpoint, resolve_device
+
+    path = resolve_run(run, runs_dir)
+    meta = read_json(path / META)
+    if meta is None:
+        raise ConfigError(f"{path / META}: missing or unreadable; is this a run folder?")
+    if meta.get("status") == "completed":
+        raise ConfigError(f"{path}: the run has completed; there is nothing to resume")
+    if not (path / CHECKPOINT).is_file():
+        raise ConfigError(
+            f"{path}: no {CHECKPOINT} to resume from (runs save one with train.checkpoint_every)"
+        )
+    cfg, label = prepare(path / CONFIG)
+    try:
+        state = load_checkpoint(path / CHECKPOINT)
+    except Exception as e:
+        raise ConfigError(f"{path / CHECKPOINT}: cannot load it ({type(e).__name__})") from None
+    device = resolve_device(cfg.device)
+    parts = build(cfg, label)
+
+    step = int(state["step"])
+    prior = [r for r in read_jsonl(path / METRICS) if r.get("step", step) < step]
+    spectra = [r for r in read_jsonl(path / SPECTRUM) if r.get("step", step) < step]
+    write_atomic(path / METRICS, "".join(_jsonl(r) for r in prior))
+    write_atomic(path / SPECTRUM, "".join(_jsonl(r) for r in spectra))
+    meta.update(status="running", ended=None)
+    meta.setdefault("resumed", []).append(
+        {"at": _now(), "from_step": step, "command": command or " ".join(sys.argv)}
+    )
+    write_json(path / META, meta)
+    return path, _execute(cfg, parts, device, path, meta, reporter, resume=state, prior=prior)
+
+
+def _execute(
+    cfg: RunConfig,
+    parts: Any,
+    device: Any,
+    path: Path,
+    meta: dict[str, Any],
+    reporter: Any,
+    *,
+    resume: dict[str, Any] | None = None,
+    prior: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Train into ``path`` under signal handlers, then write the summary and the final meta."""
+    from .train import Stop, train
+
+    stop = Stop()
+    checkpoint = path / CHECKPOINT if cfg.train.checkpoint_every else None
     writer = RunWriter(path)
     try:
-        result = train(cfg, parts, device, writer, reporter or _Silent())
+        with _signals(stop), _deterministic(cfg.train.deterministic):
+            result = train(
+                cfg, parts, device, writer, reporter or _Silent(),
+                stop=stop, checkpoint=checkpoint, resume=resume,
+            )  # fmt: skip
+    except OSError as e:
+        _fail(path, meta, f"cannot write to the run folder ({e.strerror})")
+        raise RunError(f"{path}: cannot write to the run folder ({e.strerror})") from None
     except Exception as e:
-        meta.update(status="failed", ended=_now(), error=f"{type(e).__name__}: {e}")
-        write_json(path / META, meta)
+        _fail(path, meta, f"{type(e).__name__}: {e}")
         raise RunError(f"{path}: the run failed: {type(e).__name__}: {e}") from e
     finally:
         writer.close()
 
-    rows = result.rows
+    rows = (prior or []) + result.rows
     first = rows[0] if rows else {}
+    dim = result.dim or len((read_jsonl(path / SPECTRUM)[-1:] or [{}])[0].get("eigenvalues", []))
     reference_rank = int(first.get("rank", 0))
-    thresholds = cfg.log.verdict.model_dump()
     summary = summarize(
         rows,
         id=path.name,
@@ -106,23 +198,93 @@ def run_experiment(
         if result.wall_time
         else None,
         batch_size=result.batch_size,
-        dim=result.dim,
-        rank_ceiling=min(result.dim, result.batch_size - 1),
+        dim=dim,
+        rank_ceiling=min(dim, result.batch_size - 1),
         initial_rank=reference_rank,
     )
+    if result.diverged_at is not None:
+        last = rows[-1]["step"] if rows else None
+        summary["diverged_at"] = result.diverged_at
+        summary["divergence"] = (
+            f"the loss or the embeddings became NaN or infinite by step {result.diverged_at}"
+            + (f"; the last good metrics are from step {last}" if last is not None else "")
+        )
     if rows:
-        v, why = verdict(rows[-1], result.dim, reference_rank, thresholds, initial=first)
+        v, why = verdict(rows[-1], dim, reference_rank, cfg.log.verdict.model_dump(), first)
         summary.update(verdict=v, verdict_reason=why)
         final_rank = rows[-1].get("rank")
-        if final_rank is not None and final_rank < result.dim:
+        if final_rank is not None and final_rank < dim:
             summary["min_eig_note"] = (
                 f"min_eig is structurally zero: the embeddings have rank {final_rank} of "
-                f"{result.dim} (rank {reference_rank} at step 0)"
+                f"{dim} (rank {reference_rank} at step 0)"
             )
     write_json(path / SUMMARY, summary)
+    if rows:
+        _plot(path, meta)
     meta.update(status=result.status, ended=_now())
     write_json(path / META, meta)
-    return path, summary
+    return summary
+
+
+def _plot(path: Path, meta: dict[str, Any]) -> None:
+    """The standard figures into ``plots/``; a figure that fails never costs the run."""
+    from .plots import plot_run
+
+    try:
+        plot_run(path)
+    except Exception as e:  # recorded; `collapse plot` can redo it
+        meta["plots_error"] = f"{type(e).__name__}: {e}"
+
+
+def _fail(path: Path, meta: dict[str, Any], error: str) -> None:
+    meta.update(status="failed", ended=_now(), error=error)
+    with contextlib.suppress(OSError):
+        write_json(path / META, meta)
+
+
+@contextlib.contextmanager
+def _signals(stop: Any) -> Iterator[None]:
+    """SIGINT and SIGTERM ask the loop to stop after the current step; a second Ctrl-C
+    interrupts at once. Only the main thread can install handlers; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.signal = signal.Signals(signum).name
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def _deterministic(on: bool) -> Iterator[None]:
+    """torch's deterministic algorithms (and cuBLAS's fixed workspace) for the run, if asked."""
+    if not on:
+        yield
+        return
+    import os
+
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def _jsonl(row: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(row) + "\n"
 
 
 def _now() -> str:

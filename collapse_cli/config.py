@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from .errors import ConfigError
 from .registry import Registry
 from .runs import sanitize_name
+from .views import ViewsConfig
 
 
 class _Strict(BaseModel):
@@ -40,6 +41,8 @@ class VerdictConfig(_Strict):
 class TrainConfig(_Strict):
     steps: int = Field(500, gt=0)
     batch_size: int | None = Field(None, gt=0)
+    checkpoint_every: int | None = Field(None, gt=0)
+    deterministic: bool = False
 
 
 class LogConfig(_Strict):
@@ -56,6 +59,7 @@ class RunConfig(_Strict):
     encoder: Component
     loss: Component
     optimizer: Component
+    views: ViewsConfig = ViewsConfig()
     train: TrainConfig = TrainConfig()
     log: LogConfig = LogConfig()
 

@@ -25,40 +25,107 @@ def _f64(z: torch.Tensor) -> torch.Tensor:
     return z.detach().to(torch.float64)
 
 
-def _centred(z64: torch.Tensor) -> torch.Tensor:
-    # Shift by the first row before removing the mean: a constant column becomes exactly 0
-    # (no round-off variance for a collapsed batch) and a large mean costs no precision.
+def _centre(z64: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Zc, column mean). Shift by the first row before removing the mean: a constant column
+    becomes exactly 0 (no round-off variance for a collapsed batch) and a large mean costs no
+    precision."""
     y = z64 - z64[:1]
-    return y - y.sum(0) / y.shape[0]  # (N, d)
+    shift = y.sum(0) / y.shape[0]  # (d,): the mean of y
+    return y.sub_(shift), z64[0] + shift  # (N, d), (d,)
 
 
-def _unit_rows(z64: torch.Tensor) -> torch.Tensor:
-    """Rows scaled to unit L2 norm; an all-zero row stays the zero vector."""
-    norm = torch.linalg.vector_norm(z64, dim=1, keepdim=True)  # (N, 1)
-    return torch.where(norm > 0, z64 / norm, torch.zeros_like(z64))
+def _centred(z64: torch.Tensor) -> torch.Tensor:
+    return _centre(z64)[0]  # (N, d)
 
 
-def _cov_matrix(z64: torch.Tensor) -> torch.Tensor:
-    """C = Zcᵀ Zc / (N−1), or the (N, N) Gram Zc Zcᵀ / (N−1) when N < d (same nonzero
-    eigenvalues, smaller matrix). N − 1 is replaced by 1 when N == 1 (then Zc = 0)."""
+def _unit_rows(z64: torch.Tensor, norm: torch.Tensor | None = None) -> torch.Tensor:
+    """Rows scaled to unit L2 norm; an all-zero row stays the zero vector (it is divided by ∞).
+    ``norm`` (N,) are the row norms when already computed."""
+    if norm is None:
+        norm = torch.linalg.vector_norm(z64, dim=1)
+    return z64 / norm.masked_fill(norm == 0, math.inf).unsqueeze(1)  # (N, d)
+
+
+SYRK_BLOCK = 512  # CPU: aᵀa is built from column blocks this wide when a has more columns
+
+
+def _syrk(a: torch.Tensor) -> torch.Tensor:
+    """aᵀa for an (m, k) matrix, exactly symmetric. On the CPU with k > SYRK_BLOCK only the
+    blocks on and above the diagonal are multiplied and the rest mirrored (what BLAS's SYRK
+    does, which torch does not expose): (b+1)/(2b) of a GEMM's flops for b blocks, the same dot
+    products. On a GPU one GEMM is faster than a loop of smaller ones."""
+    k = a.shape[1]
+    if a.device.type != "cpu" or k <= SYRK_BLOCK:
+        return a.T @ a
+    out = a.new_empty(k, k)
+    for i in range(0, k, SYRK_BLOCK):
+        j = min(i + SYRK_BLOCK, k)
+        row = a[:, i:j].T @ a[:, i:]  # (j−i, k−i): block row i, from the diagonal rightwards
+        out[i:j, i:] = row
+        out[j:, i:j] = row[:, j - i :].T
+    return out
+
+
+def _products(z64: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(C, G) from ONE matrix product, m = min(N, d):
+
+    C (m, m) = Zcᵀ Zc / (N−1), or the Gram Zc Zcᵀ / (N−1) when N < d (same nonzero eigenvalues,
+    smaller matrix); N − 1 becomes 1 when N == 1 (then Zc = 0).
+    G (m, m) = Zᵀ Z, or Z Zᵀ when N < d: its eigenvalues are σ_k(Z)², for rankme. Derived from
+    the centred product with Z = Zc + 1 μᵀ (1ᵀZc = 0): ZᵀZ = ZcᵀZc + N μμᵀ, ZZᵀ = ZcZcᵀ +
+    v1ᵀ + 1vᵀ + ‖μ‖² 11ᵀ with v = Zc μ. Only positive terms are added to the smaller matrix, so
+    nothing cancels (deriving C from ZᵀZ instead would cancel catastrophically when the mean
+    is large); the difference to a product of Z itself is float64 round-off, ‖ZᵀZ‖ · 1e-16.
+    """
     n, d = z64.shape
-    zc = _centred(z64)
-    return (zc @ zc.T if n < d else zc.T @ zc) / max(n - 1, 1)
+    zc, mean = _centre(z64)
+    if n >= d:
+        prod = _syrk(zc)  # (d, d)
+        gram = prod + n * torch.outer(mean, mean)
+    else:
+        prod = _syrk(zc.T)  # (N, N)
+        v = zc @ mean  # (N,)
+        gram = prod + (v.unsqueeze(1) + v.unsqueeze(0)) + mean.dot(mean)
+    return prod / max(n - 1, 1), gram
 
 
-def _raw_gram(z64: torch.Tensor) -> torch.Tensor:
-    """ZᵀZ or ZZᵀ of the uncentred Z, whichever is smaller: its eigenvalues are σ_k(Z)²."""
-    return z64.T @ z64 if z64.shape[0] >= z64.shape[1] else z64 @ z64.T
+DEVICE_EIG_MIN = 1024  # on a GPU, matrices of at least this size are decomposed there
+
+
+def _eig_on_device(mat: torch.Tensor) -> bool:
+    """Decompose on the tensor's own device? Always on the CPU; on a GPU from DEVICE_EIG_MIN on.
+
+    torch.linalg.eigvalsh on CUDA reads its error flag back to the host (one synchronisation
+    per call, whatever the size), and cuSOLVER is latency-bound on small matrices, while moving
+    a (m, m) float64 matrix to the host is cheap for small m. Large m: the GPU wins by far.
+    """
+    return mat.device.type == "cpu" or mat.shape[-1] >= DEVICE_EIG_MIN
+
+
+def _eigvalsh(mats: torch.Tensor) -> torch.Tensor:
+    """Ascending eigenvalues of a (…, m, m) stack of symmetric matrices on their device, in
+    one call; a non-finite matrix (a diverged step) gives NaN eigenvalues, not an exception,
+    and no host synchronisation is spent on checking it."""
+    finite = torch.isfinite(mats).flatten(-2).all(-1, keepdim=True)  # (…, 1)
+    if mats.device.type == "cpu" and bool(finite.all()):  # the usual case: no copy
+        return torch.linalg.eigvalsh(mats)
+    eigs = torch.linalg.eigvalsh(torch.where(finite.unsqueeze(-1), mats, 0.0))
+    return torch.where(finite, eigs, math.nan)
+
+
+def _desc(eigs: torch.Tensor, size: int) -> torch.Tensor:
+    """Ascending (m,) eigenvalues → descending, clamped at 0, zero-padded to ``size``."""
+    eigs = eigs.flip(0).clamp_min(0.0)  # NaN stays NaN
+    return torch.cat([eigs, eigs.new_zeros(size - eigs.numel())])
 
 
 def _eigvalsh_desc(mat: torch.Tensor, size: int) -> torch.Tensor:
-    """Eigenvalues of a symmetric matrix on the CPU, descending, clamped at 0, zero-padded to
-    ``size``; NaN throughout when the matrix is not finite (a diverged step)."""
-    mat = mat.to("cpu", torch.float64)
-    if not bool(torch.isfinite(mat).all()):
-        return torch.full((size,), math.nan, dtype=torch.float64)
-    eigs = torch.linalg.eigvalsh(mat).flip(0).clamp_min(0.0)
-    return torch.cat([eigs, eigs.new_zeros(size - eigs.numel())])
+    """Eigenvalues of a symmetric matrix, descending, clamped at 0, zero-padded to ``size``,
+    float64 on the CPU; NaN throughout when the matrix is not finite (a diverged step)."""
+    mat = mat.to(torch.float64)
+    if not _eig_on_device(mat):
+        mat = mat.cpu()
+    return _desc(_eigvalsh(mat).cpu(), size)
 
 
 def _exp_entropy(s: torch.Tensor, eps: float = 0.0) -> float:
@@ -75,12 +142,12 @@ def _exp_entropy(s: torch.Tensor, eps: float = 0.0) -> float:
 def spectrum(z: torch.Tensor) -> torch.Tensor:
     """λ₁ ≥ … ≥ λ_d ≥ 0, the eigenvalues of C = Zcᵀ Zc / (N−1): (d,) float64 on the CPU.
 
-    The product is formed on z's device; the (min(N, d))² matrix is decomposed on the CPU,
-    since ``torch.linalg.eigvalsh`` synchronises a CUDA device with the host anyway. When N < d
-    the N×N Gram is decomposed and the spectrum padded with zeros (rank(Zc) ≤ N − 1).
+    The product is formed on z's device and decomposed there too, except on a GPU below
+    DEVICE_EIG_MIN, where the small matrix is decomposed on the CPU. When N < d the N×N Gram is
+    decomposed and the spectrum padded with zeros (rank(Zc) ≤ N − 1).
     """
     z64 = _f64(z)
-    return _eigvalsh_desc(_cov_matrix(z64), z64.shape[1])
+    return _eigvalsh_desc(_products(z64)[0], z64.shape[1])
 
 
 def rank_tolerance(n: int, d: int, dtype: torch.dtype = torch.float32) -> float:
@@ -153,15 +220,18 @@ def rankme(z: torch.Tensor) -> float:
     over the min(N, d) singular values of the UNCENTRED Z.
 
     Needs its own decomposition (Z, not Zc): the eigenvalues σ_k² of the smaller Gram, ZᵀZ
-    (d×d) or ZZᵀ (N×N), formed on z's device and decomposed on the CPU. Collapsed → 1 (a
-    repeated point; 0 for all-zero Z). Healthy → min(N, d).
+    (d×d) or ZZᵀ (N×N), derived on z's device from the covariance's product (see `_products`).
+    Collapsed → 1 (a repeated point; 0 for all-zero Z). Healthy → min(N, d).
     """
-    z64 = _f64(z)
-    return _rankme_from_gram(_raw_gram(z64))
+    return _rankme_from_gram(_products(_f64(z))[1])
 
 
 def _rankme_from_gram(gram: torch.Tensor) -> float:
-    return _exp_entropy(_eigvalsh_desc(gram, gram.shape[0]).sqrt(), RANKME_EPS)
+    return _rankme_from_eigs(_eigvalsh_desc(gram, gram.shape[0]))
+
+
+def _rankme_from_eigs(eigs: torch.Tensor) -> float:
+    return _exp_entropy(eigs.sqrt(), RANKME_EPS)
 
 
 # ---------------------------------------------------------------------------- on z's device
@@ -179,7 +249,10 @@ def std_l2(z: torch.Tensor) -> torch.Tensor:
     """(1/d) Σ_j std_i(u_ij), u = rows of Z scaled to unit norm, std unbiased (SimSiam, Chen
     and He 2021). Collapsed → 0. Healthy ≈ 1/√d. Bound: ≤ √(N/(N−1)) / √d, with equality when
     every dimension has the same std and the u have zero mean. 0 when N == 1."""
-    u = _unit_rows(_f64(z))
+    return _std_l2_of_unit(_unit_rows(_f64(z)))
+
+
+def _std_l2_of_unit(u: torch.Tensor) -> torch.Tensor:
     return (_centred(u).pow(2).sum(0) / max(u.shape[0] - 1, 1)).sqrt().mean()
 
 
@@ -199,10 +272,23 @@ def uniformity(
     """log mean_{i<j} exp(−t ‖u_i − u_j‖²), u = unit rows, t = 2 (Wang and Isola 2020), over at
     most ``cap`` evenly spaced rows. Collapsed → 0. Healthy (uniform on the sphere) ≈
     −4 + 8/d − 64/(d²(d+2)), → −4 for large d. None when N < 2 (no pairs)."""
-    u = _unit_rows(_pair_rows(_f64(z), cap))
-    if u.shape[0] < 2:
+    return _uniformity_of_unit(_unit_rows(_pair_rows(_f64(z), cap)), t)
+
+
+def _uniformity_of_unit(u: torch.Tensor, t: float = UNIFORMITY_T) -> torch.Tensor | None:
+    """The uniformity of unit rows u (M, d) from their Gram matrix g = u uᵀ (one matrix product
+    instead of M²/2 explicit differences): ‖u_i − u_j‖² = g_ii + g_jj − 2 g_ij, so
+    exp(−t ‖u_i − u_j‖²) = a_i a_j exp(2t g_ij) with a_i = exp(−t g_ii). The sum over i ≠ j is
+    aᵀ E a minus its diagonal (each term 1: ‖u_i − u_i‖² = 0); by symmetry its mean is the mean
+    over i < j. exp(2t g) ≤ e⁴ for unit rows: no overflow."""
+    m = u.shape[0]
+    if m < 2:
         return None
-    return torch.pdist(u).pow(2).mul(-t).exp().mean().log()
+    g = _syrk(u.T)  # (M, M)
+    a = g.diagonal().mul(-t).exp()  # (M,)
+    e = g.mul_(2 * t).exp_()  # (M, M), in place: g is not needed any more
+    total = a @ (e @ a) - (a * a * e.diagonal()).sum()
+    return (total / (m * (m - 1))).log()
 
 
 @torch.no_grad()
@@ -210,11 +296,15 @@ def mean_cosine(z: torch.Tensor) -> torch.Tensor | None:
     """mean_{i≠j} u_i·u_j = (‖Σ_i u_i‖² − Σ_i ‖u_i‖²) / (N(N−1)), exact in O(N·d), no
     subsampling, clamped to [−1, 1] against round-off. A zero row has cosine 0 with everything.
     Collapsed → 1. Healthy ≈ 0. None when N < 2."""
-    u = _unit_rows(_f64(z))
+    return _mean_cosine_of_unit(_unit_rows(_f64(z)))
+
+
+def _mean_cosine_of_unit(u: torch.Tensor) -> torch.Tensor | None:
     n = u.shape[0]
     if n < 2:
         return None
-    return ((u.sum(0).pow(2).sum() - u.pow(2).sum()) / (n * (n - 1))).clamp(-1.0, 1.0)
+    flat = u.flatten()
+    return ((u.sum(0).pow(2).sum() - flat.dot(flat)) / (n * (n - 1))).clamp(-1.0, 1.0)
 
 
 @torch.no_grad()
@@ -227,9 +317,13 @@ def norm_mean(z: torch.Tensor) -> torch.Tensor:
 def alignment(z: torch.Tensor, z_pos: torch.Tensor) -> torch.Tensor:
     """(1/N) Σ_i ‖u_i − u⁺_i‖² over positive pairs of unit rows (Wang and Isola 2020), in
     [0, 4]. Small is good, but 0 is also what a collapsed encoder gets."""
-    if z_pos.shape != z.shape:
-        raise ValueError(f"z_pos must have z's shape {tuple(z.shape)}, got {tuple(z_pos.shape)}")
-    return (_unit_rows(_f64(z)) - _unit_rows(_f64(z_pos))).pow(2).sum(1).mean()
+    return _alignment_of_unit(_unit_rows(_f64(z)), z_pos)
+
+
+def _alignment_of_unit(u: torch.Tensor, z_pos: torch.Tensor) -> torch.Tensor:
+    if z_pos.shape != u.shape:
+        raise ValueError(f"z_pos must have z's shape {tuple(u.shape)}, got {tuple(z_pos.shape)}")
+    return (u - _unit_rows(_f64(z_pos))).pow(2).sum(1).mean()
 
 
 # ---------------------------------------------------------------------------- not from z
@@ -275,6 +369,25 @@ def knn_accuracy(
 
 
 # ---------------------------------------------------------------------------- one log step
+def _read_back(
+    scalars: torch.Tensor, cov: torch.Tensor, gram: torch.Tensor
+) -> tuple[list[float], tuple[torch.Tensor, torch.Tensor]]:
+    """The scalars as floats and the ascending eigenvalues of both (m, m) matrices on the CPU,
+    with one device-to-host copy. CPU tensors: decomposed in place. A GPU, m ≥ DEVICE_EIG_MIN:
+    decomposed there in one batched call, then the eigenvalues are copied with the scalars. A
+    GPU, smaller m: the matrices are copied with the scalars and decomposed on the CPU."""
+    k = scalars.numel()
+    if cov.device.type == "cpu":
+        return scalars.tolist(), (_eigvalsh(cov), _eigvalsh(gram))
+    if _eig_on_device(cov):
+        packed = torch.cat([scalars, _eigvalsh(torch.stack([cov, gram])).flatten()]).cpu()
+        eigs = packed[k:].view(2, -1)
+    else:
+        packed = torch.cat([scalars, cov.flatten(), gram.flatten()]).cpu()
+        eigs = _eigvalsh(packed[k:].view(2, *cov.shape))
+    return packed[:k].tolist(), (eigs[0], eigs[1])
+
+
 @torch.no_grad()
 def compute_metrics(
     z: torch.Tensor, z_pos: torch.Tensor | None = None
@@ -283,46 +396,49 @@ def compute_metrics(
     (plus rankme's Gram); returns (metrics as python floats/ints, eigenvalues float64
     descending on CPU).
 
-    One host synchronisation: the device-side scalars and the two small symmetric matrices
-    travel to the CPU in one copy; both decompositions run there. ``rank`` is an int.
-    ``uniformity`` and ``mean_cosine`` are absent when N < 2, ``alignment`` without z_pos,
-    ``alpha_req`` when rank < ALPHA_MIN_RANK. Non-finite z (a diverged step) gives NaN for
-    every metric (rank included) and a NaN spectrum, never an exception.
+    Everything is computed on z's device with one matrix product for both matrices (see
+    `_products`) and one read-back: on the CPU, or on a GPU from DEVICE_EIG_MIN on, both
+    matrices are decomposed there in one ``eigvalsh`` call (on a GPU that call also reads its
+    error flag back, a second, cheap synchronisation) and only the eigenvalues travel to the
+    host with the scalars; below DEVICE_EIG_MIN the two small matrices travel instead and are
+    decomposed on the CPU. ``rank`` is an int. ``uniformity`` and ``mean_cosine`` are absent
+    when N < 2, ``alignment`` without z_pos, ``alpha_req`` when rank < ALPHA_MIN_RANK.
+    Non-finite z (a diverged step) gives NaN for every metric (rank included) and a NaN
+    spectrum, never an exception.
     """
     z64 = _f64(z)
     n, d = z64.shape
+    norm = torch.linalg.vector_norm(z64, dim=1)  # (N,)
+    u = _unit_rows(z64, norm)  # (N, d)
+    cov, gram = _products(z64)  # (m, m) each, m = min(N, d)
     maybe = {
-        "variance": variance(z64),
-        "std_l2": std_l2(z64),
-        "uniformity": uniformity(z64),
-        "alignment": alignment(z64, z_pos) if z_pos is not None else None,
-        "mean_cosine": mean_cosine(z64),
-        "norm_mean": norm_mean(z64),
+        "variance": cov.diagonal().sum() / d,  # tr(C)/d, also when C is the N×N Gram
+        "std_l2": _std_l2_of_unit(u),
+        "uniformity": _uniformity_of_unit(_pair_rows(u, PAIR_CAP)),
+        "alignment": _alignment_of_unit(u, z_pos) if z_pos is not None else None,
+        "mean_cosine": _mean_cosine_of_unit(u),
+        "norm_mean": norm.mean(),
     }
     on_device = {k: v for k, v in maybe.items() if v is not None}  # absent = not applicable
-    cov, gram = _cov_matrix(z64), _raw_gram(z64)
-    packed = torch.cat([torch.stack(list(on_device.values())), cov.flatten(), gram.flatten()])
-    packed = packed.cpu()  # the one host synchronisation
-    scalars = dict(zip(on_device, packed[: len(on_device)].tolist(), strict=True))
-    cov, gram = packed[len(on_device) :].split([cov.numel(), gram.numel()])
+    scalars, both = _read_back(torch.stack(list(on_device.values())), cov, gram)
+    values = dict(zip(on_device, scalars, strict=True))
+    eigs, gram_eigs = _desc(both[0], d), _desc(both[1], both[1].numel())  # descending
 
-    m = min(n, d)  # both matrices are (m, m)
-    eigs = _eigvalsh_desc(cov.view(m, m), d)  # (d,) descending
-    if not (torch.isfinite(eigs).all() and all(map(math.isfinite, scalars.values()))):
+    if not (torch.isfinite(eigs).all() and all(map(math.isfinite, values.values()))):
         keys = ["min_eig", "max_eig", "rank", "effective_rank", "rankme", "participation_ratio"]
-        return {k: math.nan for k in [*scalars, *keys]}, eigs.fill_(math.nan)
+        return {k: math.nan for k in [*values, *keys]}, eigs.fill_(math.nan)
     rank = numerical_rank(eigs, n, z.dtype)
     out: dict[str, float] = {
-        "variance": scalars.pop("variance"),
+        "variance": values.pop("variance"),
         "min_eig": float(eigs[-1]),
         "max_eig": float(eigs[0]),
         "rank": rank,
         "effective_rank": effective_rank_from_spectrum(eigs),
-        "rankme": _rankme_from_gram(gram.view(m, m)),
+        "rankme": _rankme_from_eigs(gram_eigs),
         "participation_ratio": participation_ratio_from_spectrum(eigs),
     }
     alpha = alpha_req_from_spectrum(eigs, rank)
     if alpha is not None:
         out["alpha_req"] = alpha
-    out.update(scalars)
+    out.update(values)
     return out, eigs

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -12,9 +15,11 @@ from torch import nn
 from . import metrics
 from .config import RunConfig, registries
 from .data import Data, Dataset
+from .encoders import embed, output_dim
 from .errors import ConfigError
 from .objectives import Objective
 from .runs import RunWriter
+from .views import ViewMaker
 
 
 class Reporter(Protocol):
@@ -25,12 +30,14 @@ class Reporter(Protocol):
 
 @dataclass
 class Result:
-    rows: list[dict[str, Any]]  # the logged metric rows
-    status: str  # completed | interrupted
+    rows: list[dict[str, Any]]  # the metric rows logged by this call (finite ones only)
+    status: str  # completed | interrupted | diverged
+    start: int  # the step this call started from (non-zero when resumed)
     steps_done: int
-    wall_time: float
+    wall_time: float  # seconds, including the time before a resume
     batch_size: int
     dim: int  # embedding dimension (0 when nothing was logged)
+    diverged_at: int | None = None  # the log step at which a non-finite value was seen
 
 
 @dataclass
@@ -78,9 +85,17 @@ def build(cfg: RunConfig, label: str = "config", materialize: bool = True) -> Co
 
     torch.manual_seed(cfg.seed)
     dataset = make("data")
-    encoder = make("encoder", dataset.dim)
+    encoder = make("encoder", dataset.shape)
     data = dataset.materialize() if materialize else None
     objective = make("loss")
+    # Before the optimizer collects parameters: check that the views fit the loss, then let the
+    # loss build its heads (sized by the embedding) and EMA copies of the encoder.
+    try:
+        ViewMaker(cfg.views, objective.views, cfg.seed, loss=cfg.loss.name)
+        dim = output_dim(encoder, dataset.shape)
+        objective.setup(encoder, dim, min(cfg.train.batch_size or dataset.n, dataset.n), dataset.n)
+    except ValueError as e:
+        raise ConfigError(f"{label}: {e}") from None
     trainable = [p for m in (encoder, objective) for p in m.parameters() if p.requires_grad]
     optimizer = make("optimizer", trainable)
     bs = cfg.train.batch_size
@@ -91,13 +106,30 @@ def build(cfg: RunConfig, label: str = "config", materialize: bool = True) -> Co
     return Components(dataset, encoder, objective, optimizer, data)
 
 
+class Stop:
+    """Set by a signal handler; the loop checks it between steps and stops cleanly."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+
+
 def train(
-    cfg: RunConfig, parts: Components, device: torch.device, writer: RunWriter, reporter: Reporter
+    cfg: RunConfig,
+    parts: Components,
+    device: torch.device,
+    writer: RunWriter,
+    reporter: Reporter,
+    *,
+    stop: Stop | None = None,
+    checkpoint: Path | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> Result:
-    """Run the loop; returns the logged rows and how it ended (``completed``/``interrupted``).
+    """Run the loop; returns the logged rows and how it ended.
 
     Steps that are not logged never synchronise with the device: the loss, metrics and grad
-    norm are read back only every ``log.every`` steps (and at step 0 and the last step).
+    norm are read back only every ``log.every`` steps (and at step 0 and the last step). A
+    non-finite loss is caught by a flag kept on the device and read back with the log.
+    ``checkpoint`` is where ``train.checkpoint_every`` saves; ``resume`` is a saved state.
     """
     assert parts.data is not None
     encoder = parts.encoder.to(device)
@@ -109,14 +141,41 @@ def train(
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
     # Mini-batch order has its own generator so that it never shifts the global RNG stream.
     order = torch.Generator().manual_seed(cfg.seed)
+    # So do the augmented views (views.seed), drawn on the run's device.
+    make_views = ViewMaker(cfg.views, objective.views, cfg.seed, device, cfg.loss.name)
     perm, pos = torch.arange(n), n if batch_size < n else 0
+    start, elapsed = 0, 0.0
+    if resume is not None:
+        start, elapsed, perm, pos = _restore(resume, encoder, objective, optimizer, order)
+
+    def snapshot(done: int) -> None:
+        if checkpoint is not None:
+            rng = {"torch": torch.get_rng_state(), "order": order.get_state()}
+            if device.type == "cuda":
+                rng["cuda"] = torch.cuda.get_rng_state(device)
+            state = {
+                "step": done,
+                "elapsed": elapsed + time.perf_counter() - t0,
+                "encoder": encoder.state_dict(),
+                "objective": objective.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": rng,
+                "perm": perm,
+                "pos": pos,
+            }
+            save_checkpoint(checkpoint, state)
 
     rows: list[dict[str, Any]] = []
-    status, done, dim = "completed", 0, 0
+    status, done, dim, diverged_at = "completed", start, 0, None
+    finite = torch.ones((), dtype=torch.bool, device=device)  # stays True while the loss does
     reporter.start(steps)
+    reporter.advance(start)
     t0 = time.perf_counter()
     try:
-        for step in range(steps):
+        for step in range(start, steps):
+            if stop is not None and stop.signal:
+                status = "interrupted"
+                break
             # ---------------------------------------------------------------- batch
             if batch_size < n:
                 if pos + batch_size > n:  # new epoch: reshuffle, drop the ragged tail
@@ -125,7 +184,7 @@ def train(
                 pos += batch_size
             else:
                 batch = x
-            views = [batch] * objective.views
+            views = make_views(batch)  # views.count tensors (B, *shape); [batch] for 1-view losses
 
             # ---------------------------------------------------------------- step
             out = objective(encoder, views)
@@ -133,27 +192,75 @@ def train(
             out.loss.backward()
             optimizer.step()
             objective.after_step(encoder, step, steps)
+            finite &= torch.isfinite(out.loss.detach())
 
             # ---------------------------------------------------------------- log
             if step % every == 0 or step == steps - 1:
                 z_pos = out.z_pos.detach() if out.z_pos is not None else None
                 values, eigenvalues = metrics.compute_metrics(out.z.detach(), z_pos)
                 head = torch.stack(
-                    [out.loss.detach().double(), metrics.grad_norm(trainable).double()]
+                    [finite.double(), out.loss.detach().double()]
+                    + [metrics.grad_norm(trainable).double()]
                     + [v.detach().double() for v in out.parts.values()]
                 ).tolist()  # the one read-back of the training side
-                row = {"step": step, "time": round(time.perf_counter() - t0, 4), "loss": head[0]}
+                now = round(elapsed + time.perf_counter() - t0, 4)
+                row = {"step": step, "time": now, "loss": head[1]}
                 row.update(values)
-                row["grad_norm"] = head[1]
-                row.update(zip(out.parts, head[2:], strict=True))
-                rows.append(row)
+                row["grad_norm"] = head[2]
+                row.update(zip(out.parts, head[3:], strict=True))
+                # kNN accuracy of the held-out split against the training set, in eval mode.
+                data = parts.data
+                if head[0] and data.labels is not None and data.labels_test is not None:
+                    train_z, test_z = embed(encoder, x), embed(encoder, data.x_test)
+                    row["knn_acc"] = metrics.knn_accuracy(
+                        train_z, data.labels, test_z, data.labels_test
+                    )
                 writer.append_metrics(row)
+                if not head[0] or not math.isfinite(values["variance"]):
+                    status, diverged_at = "diverged", step
+                    break
+                rows.append(row)
                 if cfg.log.spectrum:
                     writer.append_spectrum(step, eigenvalues.tolist())
                 dim = eigenvalues.numel()
                 reporter.log(row, dim)
             done = step + 1
             reporter.advance(done)
+            if cfg.train.checkpoint_every and done % cfg.train.checkpoint_every == 0:
+                snapshot(done)
     except KeyboardInterrupt:
         status = "interrupted"
-    return Result(rows, status, done, time.perf_counter() - t0, batch_size, dim)
+    if status == "interrupted" and cfg.train.checkpoint_every:
+        snapshot(done)  # the state after the last finished step: resume picks up exactly here
+    wall = elapsed + time.perf_counter() - t0
+    return Result(rows, status, start, done, wall, batch_size, dim, diverged_at)
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """torch.save through a temporary file and a rename, so a checkpoint is never half written."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's state, loaded with ``weights_only=True`` (tensors and plain data only)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _restore(
+    state: dict[str, Any],
+    encoder: nn.Module,
+    objective: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    order: torch.Generator,
+) -> tuple[int, float, torch.Tensor, int]:
+    """Load a checkpoint into the live objects; returns (step, elapsed, perm, pos)."""
+    encoder.load_state_dict(state["encoder"])
+    objective.load_state_dict(state["objective"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"]["torch"])
+    order.set_state(state["rng"]["order"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["rng"]["cuda"])
+    return state["step"], state["elapsed"], state["perm"], state["pos"]

@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 # Each objective module registers its YAML name on import.
-from . import infonce_self, variance  # noqa: F401
+from . import (  # noqa: F401
+    alignment,
+    barlow_twins,
+    byol,
+    dino,
+    infonce,
+    infonce_self,
+    moco,
+    simsiam,
+    variance,
+    vicreg,
+)
 from .base import OBJECTIVES, Objective, Output
 
 __all__ = ["OBJECTIVES", "Objective", "Output"]

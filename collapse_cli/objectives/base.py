@@ -1,15 +1,22 @@
-"""What every objective is: a module that turns views into a loss and the embeddings to measure."""
+"""What every objective is: a module that turns views into a loss and the embeddings to measure,
+plus the helpers its EMA targets share."""
 
 from __future__ import annotations
 
+import copy
+import math
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
+from annotated_types import Ge, Le
 from torch import nn
 
 from ..registry import Registry
 
 OBJECTIVES = Registry("loss")
+
+UnitInterval = Annotated[float, Ge(0), Le(1)]  # momenta: 0 copies the online network, 1 freezes
 
 
 @dataclass
@@ -31,8 +38,50 @@ class Objective(nn.Module):
 
     views: int = 1
 
+    def setup(self, encoder: nn.Module, dim: int, batch_size: int, n: int) -> None:
+        """Called once by ``train.build`` before the optimizer is made, with the encoder, its
+        embedding dimension, the batch size and the number of training samples: build heads
+        sized by ``dim``, copy the encoder for EMA targets, and raise ValueError (naming the
+        ``loss.`` key) when the objective does not fit the run. Nothing by default."""
+
     def forward(self, encoder: nn.Module, views: list[torch.Tensor]) -> Output:
         raise NotImplementedError
 
     def after_step(self, encoder: nn.Module, step: int, total_steps: int) -> None:
         """Called after each optimizer step (EMA targets, queues); nothing by default."""
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A deep copy that receives no gradient: the start of an EMA target or momentum encoder."""
+    target = copy.deepcopy(module)
+    for p in target.parameters():
+        p.requires_grad_(False)
+    return target
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
+    """θ_target ← m·θ_target + (1 − m)·θ_online for every parameter; buffers (batch-norm
+    statistics) are copied. m = 0 makes the target an exact copy, m = 1 freezes it."""
+    for t, o in zip(target.parameters(), online.parameters(), strict=True):
+        t.lerp_(o, 1.0 - momentum)
+    for t, o in zip(target.buffers(), online.buffers(), strict=True):
+        t.copy_(o)
+
+
+def cosine_momentum(base: float, step: int, total_steps: int) -> float:
+    """BYOL's schedule m_k = 1 − (1 − m_base)·(cos(πk/K) + 1)/2 for the update after 0-based
+    step k of K: m_base at the first update, rising to 1 at the end (Grill et al. 2020)."""
+    return 1.0 - (1.0 - base) * (math.cos(math.pi * step / total_steps) + 1.0) / 2.0
+
+
+def two_views(views: list[torch.Tensor], name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two views of a two-view objective, or a ValueError that says what came instead."""
+    if len(views) != 2:
+        raise ValueError(f"{name} needs 2 views of each batch, got {len(views)}")
+    if views[0].shape != views[1].shape:
+        raise ValueError(
+            f"{name}: the views must have one shape, got {tuple(views[0].shape)} and "
+            f"{tuple(views[1].shape)}"
+        )
+    return views[0], views[1]

@@ -1,0 +1,298 @@
+"""Embedding matrices from files (``collapse inspect``): loading and checking them, the metric
+report with a one-line reading of each value, inspect.json and spectrum.png (docs/inspect.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import VerdictConfig
+from .data import _check_split, _labels, split
+from .errors import ConfigError
+from .metrics import compute_metrics, knn_accuracy
+from .readings import readings
+from .runs import write_json
+from .verdict import verdict
+
+FORMATS = (".npy", ".pt", ".pth", ".csv", ".tsv", ".safetensors")
+KNN_TEST_FRACTION, KNN_SEED, KNN_K = 0.2, 0, 20  # --labels: 20 % held out, drawn from seed 0
+KNN_MAX_TEST, KNN_MAX_TRAIN = 5000, 50000  # bounds the (1024, N_train) similarity blocks
+OUTPUTS = ("inspect.json", "spectrum.png")
+
+
+# ---------------------------------------------------------------------------- loading
+def _read(path: Path, what: str) -> np.ndarray | torch.Tensor:
+    """The raw array in a file; for labels, text cells that are not numbers stay strings."""
+    if not path.is_file():
+        raise ConfigError(f"{what} {path}: {'is a folder' if path.is_dir() else 'no such file'}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return np.load(path, allow_pickle=False)  # a pickled (object) array is refused
+        if suffix in (".pt", ".pth"):
+            return _single(torch.load(path, map_location="cpu", weights_only=True), what, path)
+        if suffix in (".csv", ".tsv"):
+            return _read_text(path, "," if suffix == ".csv" else "\t", what)
+        if suffix == ".safetensors":
+            try:
+                from safetensors.torch import load_file
+            except ImportError:
+                raise ConfigError(
+                    f"{what} {path}: reading .safetensors needs the safetensors package: "
+                    "pip install safetensors"
+                ) from None
+            return _single(load_file(path), what, path)
+    except ConfigError:
+        raise
+    except Exception as e:  # pickles, truncated or corrupt files
+        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if suffix == ".npy" and "pickle" in text.lower():
+            text = "it holds pickled Python objects, never loaded here; np.save a numeric array"
+        elif isinstance(e, pickle.UnpicklingError):
+            text = "torch.load(weights_only=True) refused it; torch.save a plain tensor"
+        raise ConfigError(f"{what} {path}: cannot read it: {text}") from None
+    raise ConfigError(f"{what} {path}: unknown file type {suffix!r}; use {', '.join(FORMATS)}")
+
+
+def _single(obj: Any, what: str, path: Path) -> torch.Tensor:
+    """A tensor, or the one tensor of a mapping (a saved dict, a safetensors file)."""
+    if isinstance(obj, dict):
+        keys = [str(k) for k, v in obj.items() if isinstance(v, torch.Tensor)]
+        if len(keys) != 1:
+            listed = f" ({', '.join(keys)})" if keys else ""
+            raise ConfigError(f"{what} {path}: holds {len(keys)} tensors{listed}; keep one")
+        return next(v for v in obj.values() if isinstance(v, torch.Tensor))
+    if not isinstance(obj, torch.Tensor):
+        raise ConfigError(f"{what} {path}: holds a {type(obj).__name__}, not a tensor")
+    return obj
+
+
+def _not_number(cells: list[str]) -> str | None:
+    for c in cells:
+        try:
+            float(c)
+        except ValueError:
+            return c.strip()
+    return None
+
+
+def _read_text(path: Path, sep: str, what: str) -> np.ndarray:
+    lines = path.read_text().splitlines()
+    if what == "labels":  # one short column: numbers when every cell is one, else strings
+        rows = [[c.strip() for c in ln.split(sep)] for ln in lines if ln.strip()]
+        if len({len(r) for r in rows}) > 1:
+            raise ConfigError(f"labels {path}: lines with different numbers of values")
+        with contextlib.suppress(ValueError):
+            return np.array(rows, dtype=np.float64)
+        return np.array(rows, dtype=str)
+    # Embeddings, read as float32: a first line with a cell that is not a number is a header.
+    first = next((i for i, ln in enumerate(lines) if ln.strip()), 0)
+    header = bool(lines) and _not_number(lines[first].split(sep)) is not None
+    try:
+        with warnings.catch_warnings():  # "input contained no data": reported as empty later
+            warnings.simplefilter("ignore")
+            skip = first + 1 if header else 0
+            return np.loadtxt(path, np.float32, delimiter=sep, skiprows=skip, ndmin=2)
+    except ValueError:  # find the line to name (slow, only on this path)
+        width = None
+    for i, cells in ((i, ln.split(sep)) for i, ln in enumerate(lines, 1) if ln.strip()):
+        if header and i == first + 1:
+            continue
+        width = width or len(cells)
+        if len(cells) != width:
+            many = f"{len(cells)} value" + "s" * (len(cells) != 1)
+            raise ConfigError(f"{what} {path}: line {i} has {many}, the lines before {width}")
+        if (bad := _not_number(cells)) is not None:
+            raise ConfigError(f"{what} {path}: line {i}: {bad!r} is not a number")
+    raise ConfigError(f"{what} {path}: cannot read it as {sep!r}-separated numbers")
+
+
+def check_embeddings(z: torch.Tensor, where: str = "embeddings") -> torch.Tensor:
+    """``z`` itself when it is a finite, real (N, d) matrix with N ≥ 2 and d ≥ 1."""
+    if z.ndim != 2:
+        hint = {1: " (one embedding? reshape it to (1, d))", 0: ""}.get(z.ndim, "; flatten it")
+        raise ConfigError(f"{where}: must be 2-D (N, d), found shape {tuple(z.shape)}{hint}")
+    n, d = z.shape
+    if n == 0 or d == 0:
+        raise ConfigError(f"{where}: is empty, shape ({n}, {d})")
+    if n < 2:
+        raise ConfigError(f"{where}: has 1 row; a covariance needs N >= 2 embeddings")
+    if z.is_complex() or not z.is_floating_point():
+        raise ConfigError(f"{where}: holds {z.dtype} values; give real floating-point numbers")
+    if not bool((finite := torch.isfinite(z)).all()):
+        nan, bad = int(torch.isnan(z).sum()), int((~finite).sum())
+        row = int((~finite).any(1).nonzero()[0])  # the first row with one
+        raise ConfigError(
+            f"{where}: holds {nan} NaN and {bad - nan} infinite values (the first in row {row}, "
+            "counting from 0); the metrics need finite numbers"
+        )
+    return z
+
+
+def load_embeddings(path: str | Path) -> torch.Tensor:
+    """The (N, d) matrix in a .npy, .pt/.pth, .csv/.tsv or .safetensors file, checked by
+    `check_embeddings`. Floating dtypes are kept (the rank tolerance follows them); integers and
+    booleans become float64; text is float32."""
+    path = Path(path)
+    z = _read(path, "embeddings")
+    if isinstance(z, np.ndarray):
+        if z.dtype.kind not in "biufc":
+            raise ConfigError(f"embeddings {path}: holds {z.dtype} values, not numbers")
+        z = torch.from_numpy(z.astype(np.float64) if z.dtype.kind == "f" and z.itemsize > 8 else z)
+    z = z if z.is_floating_point() or z.is_complex() else z.double()  # integers, booleans
+    return check_embeddings(z, f"embeddings {path}")
+
+
+def load_labels(path: str | Path, n: int) -> torch.Tensor:
+    """Class indices 0..K−1 (long, (n,)) from one label per row: integers, whole numbers or
+    names, in any format of `load_embeddings`. A text file with n + 1 lines has a header."""
+    path = Path(path)
+    raw = _read(path, "labels")
+    if isinstance(raw, torch.Tensor):
+        raw = (raw.double() if raw.is_floating_point() else raw).numpy()
+    elif path.suffix.lower() in (".csv", ".tsv") and raw.shape[0] == n + 1:
+        raw = raw[1:]  # the header line
+        with contextlib.suppress(ValueError):
+            raw = raw.astype(np.float64)
+    try:
+        return _labels(raw, str(path), n)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(str(e) if "labels" in str(e) else f"labels {path}: {e}") from None
+
+
+# ---------------------------------------------------------------------------- the report
+@dataclass
+class Report:
+    """What ``collapse inspect`` shows and writes; ``knn``: the split and chance level."""
+
+    shape: tuple[int, int]
+    dtype: str
+    reference_rank: int
+    verdict: str
+    reason: str
+    metrics: dict[str, float]
+    readings: dict[str, str]
+    thresholds: dict[str, float]
+    spectrum: list[float]
+    knn: dict[str, Any] | None = None
+    source: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The content of inspect.json: the source first, then the fields in order."""
+        return {"source": self.source, **asdict(self), "shape": list(self.shape)}
+
+
+def _knn(z: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    """k-NN accuracy from a seeded split: 20 % of the rows held out (at most KNN_MAX_TEST),
+    the rest the neighbours (at most KNN_MAX_TRAIN), both random subsets from seed 0."""
+    n = z.shape[0]
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise ConfigError(f"labels: shape {tuple(labels.shape)}; expected ({n},), one per row")
+    if labels.is_floating_point() or labels.is_complex() or labels.min() < 0:
+        raise ConfigError("labels: must be class indices, integers >= 0")
+    try:
+        _check_split(n, KNN_TEST_FRACTION)
+    except ValueError as e:
+        raise ConfigError(f"labels: {e} (kNN accuracy needs a held-out split)") from None
+    part = split(z, labels.long(), KNN_TEST_FRACTION, KNN_SEED)
+    x, y = part.x[:KNN_MAX_TRAIN], part.labels[:KNN_MAX_TRAIN]
+    x_test, y_test = part.x_test[:KNN_MAX_TEST], part.labels_test[:KNN_MAX_TEST]
+    acc = knn_accuracy(x, y, x_test, y_test, k=KNN_K)
+    chance = float(torch.bincount(y_test).max()) / len(y_test)  # always guess the top class
+    info = {"accuracy": acc, "chance": chance, "classes": int(labels.unique().numel())}
+    info |= {"k": min(KNN_K, len(y)), "train": len(y), "test": len(y_test)}
+    return info | {"test_fraction": KNN_TEST_FRACTION, "seed": KNN_SEED}
+
+
+def inspect_embeddings(
+    z: torch.Tensor, labels: torch.Tensor | None = None, thresholds: dict[str, float] | None = None
+) -> Report:
+    """Every metric of `compute_metrics` on z (plus ``knn_acc`` with labels), the spectrum, the
+    verdict against the attainable rank min(N − 1, d) and a reading of each value."""
+    dtype = str(check_embeddings(z).dtype).removeprefix("torch.")
+    if z.dtype in (torch.float16, torch.bfloat16):  # their rank tolerance nears 1 (metrics.md)
+        z, dtype = z.float(), f"{dtype}, measured as float32"
+    n, d = z.shape
+    metrics, eigs = compute_metrics(z)
+    knn = _knn(z, labels) if labels is not None else None
+    if knn is not None:
+        metrics["knn_acc"] = knn.pop("accuracy")
+    thresholds = thresholds or VerdictConfig().model_dump()
+    kind, reason = verdict(metrics, d, ref := min(n - 1, d), thresholds)  # no step 0 here
+    spectrum = eigs.tolist()
+    return Report(
+        shape=(n, d),
+        dtype=dtype,
+        metrics=metrics,
+        readings=readings(metrics, spectrum, n, thresholds, knn),
+        spectrum=spectrum,
+        reference_rank=ref,
+        verdict=kind,
+        reason=reason,
+        thresholds=thresholds,
+        knn=knn,
+    )
+
+
+# ---------------------------------------------------------------------------- outputs
+def draw_spectrum(report: Report, path: Path) -> None:
+    """λ_i against i on a log axis. Those past the numerical rank (structurally 0) cannot sit on
+    a log axis: they are drawn at a floor a decade below the smallest nonzero one, shaded."""
+    from .plots import OKABE_ITO, STRUCTURAL, SUB, _figure, _floor, _style
+
+    eigs, (n, d), r = np.array(report.spectrum), report.shape, int(report.metrics["rank"])
+    index, floor = np.arange(1, d + 1), _floor(np.array(report.spectrum[:r]))
+    name = Path(report.source).name if report.source else "embeddings"
+    with _style():
+        ax = _figure(1, 1, (6.4, 4.2), left=0.14, top=0.86).axes[0]
+        if r:
+            ax.plot(index[:r], eigs[:r], color=OKABE_ITO[0], marker="." * (d <= 256), label="λ_i")
+        if r < d:
+            label = f"structurally 0, drawn at {floor:.0e}"
+            ax.plot(index[r:], np.full(d - r, floor), "x", ms=3, color=OKABE_ITO[3], label=label)
+            ax.axvspan(r + 0.5, d + 0.5, color=STRUCTURAL, alpha=0.6, lw=0)
+            sub = f"λ{str(r + 1).translate(SUB)}…λ{str(d).translate(SUB)}"
+            text = f"{sub}\nstructurally 0\n(rank {r}/{d})"
+            ax.text((r + d + 1) / 2, 0.7, text, ha="center", va="center", fontsize=8,
+                    transform=ax.get_xaxis_transform())  # fmt: skip
+        ax.set_yscale("log")
+        ax.set(xlabel="index i (λ₁ largest)", ylabel="λ_i (log)", xlim=(0.5, d + 0.5))
+        ax.set_title(f"Sorted eigenvalue spectrum of {name} (N = {n}, d = {d})\n{report.verdict}")
+        ax.legend(loc="upper right")
+        ax.figure.savefig(path)
+
+
+def write_outputs(report: Report, out: Path) -> list[str]:
+    """inspect.json and spectrum.png in ``out`` (created); returns the names it replaced."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot create it ({e.strerror})") from None
+    replaced = [name for name in OUTPUTS if (out / name).exists()]
+    write_json(out / OUTPUTS[0], report.to_json())
+    draw_spectrum(report, out / OUTPUTS[1])
+    return replaced
+
+
+def inspect_file(
+    path: str | Path,
+    labels: str | Path | None = None,
+    out: str | Path | None = None,
+    thresholds: dict[str, float] | None = None,
+) -> tuple[Report, Path, list[str]]:
+    """Load, inspect and write: (report, output folder, the files there it replaced). The
+    folder defaults to ``<stem>-inspect/`` next to the input."""
+    z = load_embeddings(path := Path(path))
+    report = inspect_embeddings(z, load_labels(labels, len(z)) if labels else None, thresholds)
+    report.source = str(path.resolve())
+    out = Path(out) if out is not None else path.parent / f"{path.stem}-inspect"
+    return report, out, write_outputs(report, out)

@@ -1,0 +1,57 @@
+"""``infonce``: NT-Xent, two-view InfoNCE with cosine similarity and a temperature (SimCLR)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..registry import PositiveFloat
+from .base import OBJECTIVES, Objective, Output, two_views
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    """Mean over the 2N anchors of −log exp(s_ij/τ) / Σ_{k≠i} exp(s_ik/τ).
+
+    u = the rows of [z1; z2] (2N, d) scaled to unit norm, s = u uᵀ their cosine similarities,
+    j the other view of anchor i; every other embedding in the batch is a negative.
+    """
+    if z1.shape != z2.shape or z1.ndim != 2:
+        raise ValueError(f"z1 and z2 must both be (N, d), got {tuple(z1.shape)}, {tuple(z2.shape)}")
+    n = z1.shape[0]
+    u = F.normalize(torch.cat([z1, z2]), dim=1)  # (2N, d)
+    sim = (u @ u.T) / temperature  # (2N, 2N)
+    self_pairs = torch.eye(2 * n, dtype=torch.bool, device=u.device)
+    sim = sim.masked_fill(self_pairs, float("-inf"))  # an anchor is never its own candidate
+    positives = (torch.arange(2 * n, device=u.device) + n) % (2 * n)
+    return F.cross_entropy(sim, positives)
+
+
+@OBJECTIVES.register("infonce")
+class InfoNCE(Objective):
+    """NT-Xent (Chen et al. 2020, SimCLR): two views, cosine similarity / τ, batch negatives.
+
+    Each sample's other view is its positive, the other 2N − 2 embeddings of the batch its
+    negatives.
+
+    L = (1/2N) Σ_i −log exp(cos(z_i, z_i⁺)/τ) / Σ_{k≠i} exp(cos(z_i, z_k)/τ),  τ = 0.5.
+
+    Identical views of N orthogonal embeddings give log(1 + (2N − 2)·e^(−1/τ)):
+
+    >>> import torch
+    >>> from torch import nn
+    >>> z = torch.eye(4)
+    >>> round(float(InfoNCE()(nn.Identity(), [z, z]).loss), 4)
+    0.5944
+    """
+
+    views = 2
+
+    def __init__(self, temperature: PositiveFloat = 0.5) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, encoder: nn.Module, views: list[torch.Tensor]) -> Output:
+        v1, v2 = two_views(views, "infonce")
+        z1, z2 = encoder(v1), encoder(v2)  # (N, d) each
+        return Output(loss=nt_xent(z1, z2, self.temperature), z=z1, z_pos=z2)
