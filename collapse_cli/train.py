@@ -143,14 +143,16 @@ def train(
     order = torch.Generator().manual_seed(cfg.seed)
     # So do the augmented views (views.seed), drawn on the run's device.
     make_views = ViewMaker(cfg.views, objective.views, cfg.seed, device, cfg.loss.name)
+    generators = {"order": order, "views": make_views.generator}  # saved with checkpoints
     perm, pos = torch.arange(n), n if batch_size < n else 0
     start, elapsed = 0, 0.0
     if resume is not None:
-        start, elapsed, perm, pos = _restore(resume, encoder, objective, optimizer, order)
+        start, elapsed, perm, pos = _restore(resume, encoder, objective, optimizer, generators)
 
     def snapshot(done: int) -> None:
         if checkpoint is not None:
-            rng = {"torch": torch.get_rng_state(), "order": order.get_state()}
+            rng = {"torch": torch.get_rng_state()}
+            rng |= {name: g.get_state() for name, g in generators.items()}
             if device.type == "cuda":
                 rng["cuda"] = torch.cuda.get_rng_state(device)
             state = {
@@ -253,14 +255,15 @@ def _restore(
     encoder: nn.Module,
     objective: nn.Module,
     optimizer: torch.optim.Optimizer,
-    order: torch.Generator,
+    generators: dict[str, torch.Generator],
 ) -> tuple[int, float, torch.Tensor, int]:
     """Load a checkpoint into the live objects; returns (step, elapsed, perm, pos)."""
     encoder.load_state_dict(state["encoder"])
     objective.load_state_dict(state["objective"])
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"]["torch"])
-    order.set_state(state["rng"]["order"])
+    for name, g in generators.items():
+        g.set_state(state["rng"][name])
     if "cuda" in state["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["rng"]["cuda"])
     return state["step"], state["elapsed"], state["perm"], state["pos"]

@@ -181,6 +181,17 @@ RESUMABLE = {
         ["encoder.name=mlp", "encoder.hidden=[32]", "train.batch_size=96", "train.steps=60",
          "log.every=7", "train.checkpoint_every=10", "optimizer.name=adamw"],
     ),
+    # an EMA target with the cosine momentum schedule, random views, kNN on held-out data
+    "byol": (
+        "byol.yaml",
+        ["train.steps=40", "log.every=7", "train.checkpoint_every=10",
+         "loss.momentum_schedule=cosine", "encoder.hidden=[64]"],
+    ),
+    # a momentum encoder and a queue of keys (and its pointer)
+    "moco": (
+        "moco.yaml",
+        ["train.steps=40", "log.every=7", "train.checkpoint_every=10", "encoder.hidden=[64]"],
+    ),
 }  # fmt: skip
 
 
