@@ -204,7 +204,7 @@ def draw(out: Path, rows: list[dict[str, Any]], spectra: list[list[float]]) -> N
         "spectrum": heatmap,
         "final_spectrum": final_spectrum,
     }
-    (out / "plots").mkdir(exist_ok=True)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
     for name, panel in panels.items():
         fig, ax = plt.subplots(figsize=(6.4, 4), dpi=100)
         panel(ax)

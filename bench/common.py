@@ -83,6 +83,8 @@ def machine(device: str = "cpu") -> dict[str, Any]:
         "host": platform.node(),
         "cpu": _cpu_name(),
         "cores": os.cpu_count(),
+        "memory_gib": _memory_gib(),
+        "os": platform.platform(),
         "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -108,6 +110,14 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _memory_gib() -> float | None:
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    return round(kib / 2**20, 1)
+
+
 def _git_commit() -> str | None:
     try:
         head = subprocess.run(
@@ -127,9 +137,9 @@ def _git_commit() -> str | None:
 # --------------------------------------------------------------------------- reporting
 def fmt_s(seconds: float) -> str:
     """Seconds at a readable scale: 812 µs, 41.3 ms, 2.41 s."""
-    if seconds < 1e-3:
+    if abs(seconds) < 1e-3:
         return f"{seconds * 1e6:.0f} µs"
-    if seconds < 1:
+    if abs(seconds) < 1:
         return f"{seconds * 1e3:.1f} ms"
     return f"{seconds:.2f} s"
 
@@ -149,13 +159,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join([line(cells[0]), rule, *map(line, cells[1:])])
 
 
-def target(name: str, value: float, limit: float, unit: str, *, higher_is_better: bool = False):
-    """One target's verdict: PASS, or MISS with how far off (as a % of the limit)."""
-    ok = value >= limit if higher_is_better else value <= limit
+def target(name: str, value: float, limit: float, unit: str, op: str = "≤") -> dict[str, Any]:
+    """One target's verdict (``op``: ≤, <, ≥): PASS, or MISS with how far off, as a share of
+    the limit."""
+    ok = {"≤": value <= limit, "<": value < limit, "≥": value >= limit}[op]
     miss = 0.0 if ok else abs(value - limit) / limit
-    op = "≥" if higher_is_better else "≤"
     text = f"{name}: {value:.3g}{unit} (target {op} {limit:g}{unit}) " + (
-        "PASS" if ok else f"MISS by {miss:.0%}"
+        "PASS" if ok else f"MISS by {miss:.1%}"
     )
     return {
         "target": name,

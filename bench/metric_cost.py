@@ -2,9 +2,10 @@
 
 The floor is ``torch.linalg.eigvalsh`` of the precomputed float64 covariance, on the same
 device; the target is suite ≤ 2 × floor at each (N, d). Also timed: the covariance product
-alone (float64, what any covariance-based suite must form first), and, with ``--baseline REV``,
-the ``compute_metrics`` of collapse_cli/metrics.py at git revision REV, interleaved with the
-current one and checked to give the same numbers.
+alone, which any covariance-based suite must form first (float64: the plain GEMM ``zcᵀ zc``,
+and ``metrics._syrk``, the blocks on and above the diagonal only, as the suite forms it), and,
+with ``--baseline REV``, the ``compute_metrics`` of collapse_cli/metrics.py at git revision
+REV, interleaved with the current one and checked to give the same numbers.
 
     python bench/metric_cost.py                              # the four sizes of issue 7
     python bench/metric_cost.py --sizes 512x128,4096x512 --repeats 5 --baseline fef0de0
@@ -112,6 +113,7 @@ def measure_size(
     fns = {
         "floor": timer(lambda: torch.linalg.eigvalsh(cov), device),
         "product": timer(lambda: zc.T @ zc, device),
+        "syrk": timer(lambda: M._syrk(zc), device),  # the product as compute_metrics forms it
         "suite": timer(lambda: M.compute_metrics(z), device),
     }
     row: dict[str, Any] = {"n": n, "d": d}
@@ -187,7 +189,8 @@ def main() -> None:
         return
 
     rows = [measure_size(n, d, device, args.repeats, baseline) for n, d in args.sizes]
-    headers = ["N x d", "floor eigvalsh", "product ZcᵀZc", "suite", "suite/floor", "spread"]
+    headers = ["N x d", "floor eigvalsh", "GEMM ZcᵀZc", "SYRK ZcᵀZc", "suite", "suite/floor"]
+    headers.append("spread")
     if baseline is not None:
         headers += [f"suite@{args.baseline}", "old/floor", "max rel diff"]
     lines = []
@@ -197,6 +200,7 @@ def main() -> None:
             f"{r['n']} x {r['d']}",
             fmt_s(r["floor"]["median"]),
             fmt_s(r["product"]["median"]),
+            fmt_s(r["syrk"]["median"]),
             fmt_s(r["suite"]["median"]),
             f"{r['ratio']:.2f}",
             f"{spread:.0%}",
@@ -254,13 +258,14 @@ def sweep(device: torch.device, args: argparse.Namespace, info: dict[str, Any]) 
     print()
     print(
         table(
-            ["axis", "N x d", "floor", "product", "suite", "suite/floor"],
+            ["axis", "N x d", "floor", "GEMM", "SYRK", "suite", "suite/floor"],
             [
                 [
                     r["axis"],
                     f"{r['n']} x {r['d']}",
                     fmt_s(r["floor"]["median"]),
                     fmt_s(r["product"]["median"]),
+                    fmt_s(r["syrk"]["median"]),
                     fmt_s(r["suite"]["median"]),
                     f"{r['ratio']:.2f}",
                 ]
@@ -287,7 +292,7 @@ def draw(rows: list[dict[str, Any]], path: Path, info: dict[str, Any]) -> None:
         x = [r["d"] if axis == "d" else r["n"] for r in rs]
         for key, label, style in (
             ("suite", "compute_metrics (one log step)", "o-"),
-            ("product", "covariance product ZcᵀZc (float64)", "s--"),
+            ("syrk", "its covariance product ZcᵀZc (float64)", "s--"),
             ("floor", "floor: one eigvalsh of C (float64)", "^:"),
         ):
             ax.plot(x, [r[key]["median"] for r in rs], style, label=label)
@@ -298,7 +303,8 @@ def draw(rows: list[dict[str, Any]], path: Path, info: dict[str, Any]) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(
-        f"Metric cost per log step, {info['cpu']}, {info['torch_threads']} threads", fontsize=10
+        f"Metric cost per log step, {info['cpu']}, torch threads: {info['torch_threads']}",
+        fontsize=10,
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

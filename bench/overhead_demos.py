@@ -2,8 +2,9 @@
 
 ``collapse run configs/X.yaml -q`` against ``python bench/bare_demo.py X`` (the same model,
 data, 500 steps, metrics every 50 and files, in a bare loop), interleaved, for X = collapse and
-infonce. Target: collapse ≤ 1.10 × bare wall time. ``python -c "import torch"`` is timed in
-the same rounds: the start-up that both pay. When ``collapse run`` draws figures at the end
+infonce. Target: collapse ≤ 1.10 × bare wall time. A process that imports torch and builds
+one Adam optimizer (which imports torch._dynamo) is timed in the same rounds: the start-up
+that both pay. When ``collapse run`` draws figures at the end
 (``plots/`` in its run folder), the bare script is asked to draw its eight too.
 
     python bench/overhead_demos.py                       # 5 interleaved rounds, ~3 min
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -23,6 +25,7 @@ from typing import Any
 
 from common import (
     COLLAPSE,
+    ROOT,
     child_env,
     fmt_s,
     interleave,
@@ -36,6 +39,27 @@ from common import (
 
 DEMOS = ["collapse", "infonce"]
 LIMIT = 1.10  # collapse wall ≤ 1.10 × bare wall
+
+# What both sides pay before the first step: the interpreter, torch, and torch._dynamo, which
+# torch.optim imports when the first optimizer is built (over a second on its own).
+TORCH = "import torch; torch.optim.Adam([torch.zeros(1, requires_grad=True)])"
+# --breakdown: what each side imports, and its end-of-run figures drawn from one run folder
+# (argv[1]) into argv[2], timed inside a fresh process (matplotlib's import included).
+IMPORTS = {
+    "collapse": TORCH + "; import collapse_cli.cli, collapse_cli.api, collapse_cli.train",
+    "bare": TORCH + "; import collapse_cli.metrics",
+}
+FIGURES = {
+    "collapse": "import sys, time; from pathlib import Path; t = time.perf_counter(); "
+    "from collapse_cli.plots import plot_run; plot_run(Path(sys.argv[1]), Path(sys.argv[2])); "
+    "print(time.perf_counter() - t)",
+    "bare": "import sys, time, json; from pathlib import Path; sys.path.insert(0, 'bench'); "
+    "from bare_demo import draw; run = Path(sys.argv[1]); "
+    "rows = [json.loads(x) for x in (run / 'metrics.jsonl').read_text().splitlines()]; "
+    "spec = [json.loads(x)['eigenvalues'] "
+    "for x in (run / 'spectrum.jsonl').read_text().splitlines()]; "
+    "t = time.perf_counter(); draw(Path(sys.argv[2]), rows, spec); print(time.perf_counter() - t)",
+}
 
 
 def only_run(runs_dir: Path) -> Path:
@@ -63,7 +87,8 @@ def measure(demo: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
     # Warm-up (untimed): fills the page cache and tells whether `collapse run` draws figures.
     run_process(collapse_cmd(), env)
-    figures = (only_run(last["collapse"]) / "plots").is_dir()
+    sample = only_run(last["collapse"])  # kept for --breakdown
+    figures = (sample / "plots").is_dir()
     run_process(bare_cmd(figures), env)
 
     rates: dict[str, list[float]] = {"collapse": [], "bare": []}
@@ -78,15 +103,29 @@ def measure(demo: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         shutil.rmtree(last[side])
         return wall
 
-    result = interleave(
-        {
-            "collapse": lambda: timed("collapse"),
-            "bare": lambda: timed("bare"),
-            "import_torch": lambda: run_process([sys.executable, "-c", "import torch"], env),
-        },
-        args.repeats,
-        label=demo,
-    )
+    def seconds_printed(code: str) -> float:
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(sample), str(tmp / "figs")],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            check=True,
+        ).stdout
+        return float(out.split()[-1])
+
+    fns = {
+        "collapse": lambda: timed("collapse"),
+        "bare": lambda: timed("bare"),
+        "import_torch": lambda: run_process([sys.executable, "-c", TORCH], env),
+    }
+    if args.breakdown:
+        for side in ("collapse", "bare"):
+            cmd = [sys.executable, "-c", IMPORTS[side]]
+            fns[f"imports_{side}"] = lambda cmd=cmd: run_process(cmd, env)
+            if figures:
+                fns[f"figures_{side}"] = lambda s=side: seconds_printed(FIGURES[s])
+    result = interleave(fns, args.repeats, label=demo)
     result["ratio"] = result["collapse"]["median"] / result["bare"]["median"]
     result["steps_per_second"] = {k: sorted(v)[len(v) // 2] for k, v in rates.items()}
     result["final_loss"] = losses  # the same work: equal on the CPU at the same thread count
@@ -99,6 +138,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--threads", type=int, help="OMP/MKL threads of both processes")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--breakdown", action="store_true", help="also time imports and figures")
     args = p.parse_args()
     info = machine(args.device)
     info["threads_env"] = args.threads
@@ -134,7 +174,7 @@ def main() -> None:
                 "demo",
                 "collapse run",
                 "bare script",
-                "import torch",
+                "torch+optim",
                 "ratio",
                 "spread",
                 "loop steps/s c/b",
@@ -147,12 +187,43 @@ def main() -> None:
         a, b = r["final_loss"]["collapse"], r["final_loss"]["bare"]
         same = "identical" if a == b else f"rel. diff {abs(a - b) / abs(b):.1e}"
         print(f"  {demo}: final loss collapse {a:.10g}, bare {b:.10g} ({same})")
+    if args.breakdown:
+        print_breakdown(results)
     targets = [
         target(f"{demo}: collapse/bare wall", r["ratio"], LIMIT, "×") for demo, r in results.items()
     ]
     print_targets(targets)
     name = "overhead_demos" if args.device == "cpu" else "overhead_demos_cuda"
     save(name, {"machine": info, "demos": results, "targets": targets})
+
+
+def print_breakdown(results: dict[str, dict[str, Any]]) -> None:
+    """Where each side's wall time goes: medians of the phases timed in the same rounds."""
+    print("\nbreakdown (medians; the rest is process start-up, config, files, git, exit)")
+    rows = []
+    for demo, r in results.items():
+        torch_s = r["import_torch"]["median"]
+        for side in ("collapse", "bare"):
+            loop = 500 / r["steps_per_second"][side]
+            imports = r[f"imports_{side}"]["median"]
+            figs = r.get(f"figures_{side}", {}).get("median", 0.0)
+            total = r[side]["median"]
+            rows.append(
+                [
+                    f"{demo} / {side}",
+                    fmt_s(total),
+                    fmt_s(torch_s),
+                    fmt_s(imports - torch_s),
+                    fmt_s(loop),
+                    fmt_s(figs),
+                    fmt_s(total - imports - loop - figs),
+                ]
+            )
+    print(
+        table(
+            ["run", "wall", "python+torch+optim", "other imports", "loop", "figures", "rest"], rows
+        )
+    )
 
 
 if __name__ == "__main__":

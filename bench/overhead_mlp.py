@@ -53,9 +53,12 @@ def main() -> None:
     p.add_argument("--full", action="store_true", help="300 steps, metrics every 50 (CPU)")
     p.add_argument("--threads", type=int, help="OMP/MKL threads of both processes")
     p.add_argument("--bf16", action="store_true", help="also the bf16 bare loop on the CPU")
+    p.add_argument("--steps", type=int, help="steps of each run (overrides the default)")
+    p.add_argument("--every", type=int, help="log interval (overrides the default)")
     args = p.parse_args()
     cuda = args.device.startswith("cuda")
     steps, every = FULL if args.full or cuda else CPU_DEFAULT
+    steps, every = args.steps or steps, args.every or every
     info = machine(args.device)
     info["threads_env"] = args.threads
     print(
@@ -133,7 +136,7 @@ def main() -> None:
     if "bare_bf16" in sps:
         speedup = sps["bare_bf16"]["median"] / sps["bare"]["median"]
         print(f"  bare bf16 / bare fp32 steps/s: {speedup:.2f} (collapse: autocast option pending)")
-    targets = [target("collapse/bare training steps/s", ratio, LIMIT, "×", higher_is_better=True)]
+    targets = [target("collapse/bare training steps/s", ratio, LIMIT, "×", "≥")]
     print_targets(targets)
     name = "overhead_mlp" if not cuda else "overhead_mlp_cuda"
     save(

@@ -99,7 +99,7 @@ def main() -> None:
     for c, ok in present.items():
         if not ok:
             print(f"  collapse {c}: not in this version of the CLI (skipped)")
-    targets = [target(f"{k} wall", r["median"], LIMIT, " s") for k, r in result.items()]
+    targets = [target(f"{k} wall", r["median"], LIMIT, " s", "<") for k, r in result.items()]
     print_targets(targets)
     save(
         "plot_compare",

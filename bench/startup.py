@@ -114,7 +114,7 @@ def main() -> None:
         print("  collapse list: not in this version of the CLI (skipped)")
     help_heavy = checks["collapse --help"]["heavy_imported"]
     targets = [
-        target("collapse --help wall", result["collapse --help"]["median"], LIMIT_HELP, " s"),
+        target("collapse --help wall", result["collapse --help"]["median"], LIMIT_HELP, " s", "<"),
         {
             "target": "collapse --help imports neither torch nor matplotlib",
             "pass": not help_heavy,

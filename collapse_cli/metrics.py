@@ -73,9 +73,10 @@ def _products(z64: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     smaller matrix); N − 1 becomes 1 when N == 1 (then Zc = 0).
     G (m, m) = Zᵀ Z, or Z Zᵀ when N < d: its eigenvalues are σ_k(Z)², for rankme. Derived from
     the centred product with Z = Zc + 1 μᵀ (1ᵀZc = 0): ZᵀZ = ZcᵀZc + N μμᵀ, ZZᵀ = ZcZcᵀ +
-    v1ᵀ + 1vᵀ + ‖μ‖² 11ᵀ with v = Zc μ. Only positive terms are added to the smaller matrix, so
-    nothing cancels (deriving C from ZᵀZ instead would cancel catastrophically when the mean
-    is large); the difference to a product of Z itself is float64 round-off, ‖ZᵀZ‖ · 1e-16.
+    v1ᵀ + 1vᵀ + ‖μ‖² 11ᵀ with v = Zc μ. The mean's terms are added to the centred product,
+    never subtracted from the larger uncentred one (C = (ZᵀZ − N μμᵀ)/(N−1) cancels
+    catastrophically when the mean is large), so C is formed as it always was and G differs
+    from a product of Z itself by float64 round-off, about ‖ZᵀZ‖ · 1e-16.
     """
     n, d = z64.shape
     zc, mean = _centre(z64)

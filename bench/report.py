@@ -1,0 +1,161 @@
+"""Markdown tables of the saved results (bench/results/*.json), for docs/performance.md.
+
+python bench/report.py            # every result file present, in the order of the issue
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from common import RESULTS, fmt_s
+
+
+def md(headers: list[str], rows: list[list[Any]]) -> str:
+    align = ["---"] + ["---:"] * (len(headers) - 1)
+    lines = [headers, align, *[[str(c) for c in r] for r in rows]]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+def spread(*stats: dict[str, Any]) -> str:
+    return f"{max(s['spread'] for s in stats):.0%}"
+
+
+def verdicts(data: dict[str, Any]) -> str:
+    return "\n".join(f"- {t['text']}" for t in data["targets"])
+
+
+def demos(d: dict[str, Any]) -> str:
+    rows, parts = [], []
+    for demo, r in d["demos"].items():
+        rows.append(
+            [
+                demo,
+                fmt_s(r["collapse"]["median"]),
+                fmt_s(r["bare"]["median"]),
+                f"{r['ratio']:.3f}",
+                spread(r["collapse"], r["bare"]),
+                f"{r['steps_per_second']['collapse']:.0f} / {r['steps_per_second']['bare']:.0f}",
+            ]
+        )
+        if "imports_collapse" in r:
+            base = r["import_torch"]["median"]
+            for side in ("collapse", "bare"):
+                imports = r[f"imports_{side}"]["median"]
+                loop = 500 / r["steps_per_second"][side]
+                figs = r.get(f"figures_{side}", {}).get("median", 0.0)
+                total = r[side]["median"]
+                parts.append(
+                    [
+                        f"{demo}: {side}",
+                        fmt_s(total),
+                        fmt_s(base),
+                        fmt_s(imports - base),
+                        fmt_s(loop),
+                        fmt_s(figs),
+                        fmt_s(total - imports - loop - figs),
+                    ]
+                )
+    out = md(
+        ["demo", "collapse run", "bare script", "ratio", "spread", "loop steps/s (c / b)"], rows
+    )
+    if parts:
+        heads = ["process", "wall", "python + torch + optim", "other imports", "loop", "figures"]
+        out += "\n\n" + md([*heads, "rest"], parts)
+    return out + "\n\n" + verdicts(d)
+
+
+def mlp(d: dict[str, Any]) -> str:
+    sps, walls = d["steps_per_second"], d["process_wall"]
+    rows = [
+        [k, f"{v['median']:.3f}", f"{v['spread']:.0%}", fmt_s(walls[k]["median"])]
+        for k, v in sps.items()
+    ]
+    head = f"{d['steps']} steps, metrics every {d['every']}\n\n"
+    table = md(["variant", "loop steps/s", "spread", "process wall"], rows)
+    return head + table + f"\n\nratio {d['ratio']:.3f}\n\n" + verdicts(d)
+
+
+def metric_cost(d: dict[str, Any]) -> str:
+    rows = []
+    for r in d["sizes"]:
+        row = [
+            f"{r['n']} × {r['d']}",
+            fmt_s(r["floor"]["median"]),
+            fmt_s(r["syrk"]["median"]) if "syrk" in r else "-",
+            fmt_s(r["suite"]["median"]),
+            f"**{r['ratio']:.2f}**",
+        ]
+        if "baseline" in r:
+            row += [fmt_s(r["baseline"]["median"]), f"{r['baseline_ratio']:.2f}"]
+            row.append(f"{r['baseline']['median'] / r['suite']['median']:.2f}×")
+            row.append(f"{r['baseline_max_rel_diff']:.0e}")
+        row.append(spread(r["floor"], r["suite"]))
+        rows.append(row)
+    heads = ["N × d", "floor (eigvalsh)", "product ZcᵀZc", "suite", "suite / floor"]
+    if d.get("baseline"):
+        heads += [f"before ({d['baseline']})", "before / floor", "speed-up", "max rel. diff"]
+    return md([*heads, "spread"], rows) + "\n\n" + verdicts(d)
+
+
+def scaling(d: dict[str, Any]) -> str:
+    rows = [
+        [
+            r["axis"],
+            f"{r['n']} × {r['d']}",
+            fmt_s(r["floor"]["median"]),
+            fmt_s(r["syrk"]["median"]),
+            fmt_s(r["suite"]["median"]),
+            f"{r['ratio']:.2f}",
+        ]
+        for r in d["rows"]
+    ]
+    return md(["varies", "N × d", "floor", "product", "compute_metrics", "ratio"], rows)
+
+
+def startup(d: dict[str, Any]) -> str:
+    base = d["commands"]["python -c pass"]["median"]
+    rows = []
+    for k, r in d["commands"].items():
+        heavy = d["imports"].get(k, {}).get("heavy_imported")
+        shown = "-" if heavy is None else (", ".join(heavy) or "neither")
+        rows.append(
+            [f"`{k}`", fmt_s(r["median"]), fmt_s(r["median"] - base), f"{r['spread']:.0%}", shown]
+        )
+    heads = ["command", "wall", "over `python -c pass`", "spread", "torch / matplotlib"]
+    return md(heads, rows) + "\n\n" + verdicts(d)
+
+
+def plot_compare(d: dict[str, Any]) -> str:
+    rows = [
+        [f"`{k}`", fmt_s(r["median"]), fmt_s(r["min"]), fmt_s(r["max"]), d["figures"][k]]
+        for k, r in d["commands"].items()
+    ]
+    runs = d["runs"]
+    head = (
+        f"two runs of {runs['steps']:,} steps logged every {runs['every']} ({runs['log_rows']:,} "
+        f"rows, d = {runs['dim']}, {runs['mb_per_run']:.0f} MB each)\n\n"
+    )
+    return head + md(["command", "wall", "min", "max", "figures"], rows) + "\n\n" + verdicts(d)
+
+
+def main() -> None:
+    for name, render in [
+        ("overhead_demos", demos),
+        ("overhead_mlp", mlp),
+        ("metric_cost", metric_cost),
+        ("metric_scaling", scaling),
+        ("startup", startup),
+        ("plot_compare", plot_compare),
+    ]:
+        for suffix in ("", "_cuda"):
+            path = RESULTS / f"{name}{suffix}.json"
+            if path.is_file():
+                data = json.loads(path.read_text())
+                m = data["machine"]
+                print(f"### {name}{suffix}  ({m['date']}, {m['cpu']}, `{m['command']}`)\n")
+                print(render(data) + "\n")
+
+
+if __name__ == "__main__":
+    main()
