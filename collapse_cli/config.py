@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
@@ -43,6 +43,7 @@ class TrainConfig(_Strict):
     batch_size: int | None = Field(None, gt=0)
     checkpoint_every: int | None = Field(None, gt=0)
     deterministic: bool = False
+    autocast: Literal["bf16"] | None = None
 
 
 class LogConfig(_Strict):

@@ -144,6 +144,7 @@ def train(
     # So do the augmented views (views.seed), drawn on the run's device.
     make_views = ViewMaker(cfg.views, objective.views, cfg.seed, device, cfg.loss.name)
     generators = {"order": order, "views": make_views.generator}  # saved with checkpoints
+    bf16 = cfg.train.autocast == "bf16"  # the encoder and loss in bfloat16; metrics stay float64
     perm, pos = torch.arange(n), n if batch_size < n else 0
     start, elapsed = 0, 0.0
     if resume is not None:
@@ -189,7 +190,8 @@ def train(
             views = make_views(batch)  # views.count tensors (B, *shape); [batch] for 1-view losses
 
             # ---------------------------------------------------------------- step
-            out = objective(encoder, views)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                out = objective(encoder, views)
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             optimizer.step()
@@ -198,8 +200,12 @@ def train(
 
             # ---------------------------------------------------------------- log
             if step % every == 0 or step == steps - 1:
+                # bf16 embeddings are measured as float32 (float64 inside the metrics); see
+                # README: with autocast the rank tolerance is float32's.
+                z = out.z.detach().float() if bf16 else out.z.detach()
                 z_pos = out.z_pos.detach() if out.z_pos is not None else None
-                values, eigenvalues = metrics.compute_metrics(out.z.detach(), z_pos)
+                z_pos = z_pos.float() if bf16 and z_pos is not None else z_pos
+                values, eigenvalues = metrics.compute_metrics(z, z_pos)
                 head = torch.stack(
                     [finite.double(), out.loss.detach().double()]
                     + [metrics.grad_norm(trainable).double()]
