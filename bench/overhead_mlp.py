@@ -8,9 +8,9 @@ bare.
 
 One step is ~70 GFLOP, about a second on two CPU cores, so on the CPU the default run is
 scaled to 30 steps with the metrics every 5 (the same 7 log steps, the same share of logged
-steps); ``--full`` runs the 300 steps. On CUDA the full run is the default, and a third
-variant runs both with a bf16-autocast forward (metrics stay float64): ``collapse``
-has no autocast option yet, so that row has no collapse counterpart.
+steps); ``--full`` runs the 300 steps. On CUDA the full run is the default, and two more
+variants run both sides with a bf16-autocast forward (``train.autocast=bf16`` for collapse;
+the metrics stay float64).
 
     python bench/overhead_mlp.py                     # CPU: 3 rounds of 30 steps, ~4 min
     python bench/overhead_mlp.py --full --repeats 2  # CPU: the 300 steps, ~25 min
