@@ -93,8 +93,10 @@ def cnn(
     batch_norm: bool = True,
     projector: list[PositiveInt] | None = None,
 ) -> nn.Module:
-    """3×3 convolutions (the first at stride 1, the rest at stride 2), global average pooling
-    and a linear map to ``out_dim``; for (C, H, W) images such as ``digits``."""
+    """A small conv net for (C, H, W) images such as digits, then the projector.
+
+    3×3 convolutions (the first at stride 1, the rest at stride 2, each with batch norm and the
+    activation), global average pooling and a linear map to ``out_dim``."""
     if len(in_shape) != 3:
         raise ValueError(
             f"cnn needs image data (C, H, W); this data gives vectors of shape {in_shape} "

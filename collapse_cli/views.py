@@ -29,7 +29,7 @@ class ViewsConfig(BaseModel):
     noise: float = Field(0.1, ge=0)  # std of additive Gaussian noise, in the data's units
     mask: float = Field(0.1, ge=0, lt=1)  # probability that each feature (pixel) is zeroed
     scale: tuple[float, float] = (0.8, 1.2)  # range of a per-sample multiplicative factor
-    crop: tuple[float, float] | None = (0.5, 1.0)  # resized crop: range of the area kept
+    crop: tuple[float, float] | None = (0.8, 1.0)  # resized crop: range of the area kept
     shift: int = Field(0, ge=0)  # largest translation, in pixels
     flip: float = Field(0.0, ge=0, le=1)  # probability of a horizontal flip
     cutout: float = Field(0.0, ge=0, lt=1)  # side of one zeroed square, as a fraction of H and W

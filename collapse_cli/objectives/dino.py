@@ -65,7 +65,9 @@ class DINO(Objective):
     teacher's mean score. Centring alone drives P_t to uniform, sharpening alone to one-hot;
     together they prevent both collapses. Ablations: ``centering: false`` (one prototype
     wins), a high ``teacher_temperature`` (uniform). Logged parts: ``teacher_entropy`` (H(P_t);
-    log K is uniform, 0 one-hot) and ``kl`` (KL(P_t ‖ P_s); → 0 at either collapse).
+    log K is uniform, 0 one-hot) and ``kl`` (KL(P_t ‖ P_s); → 0 at either collapse). These two
+    are where DINO's collapse shows: once every input gets the same prototype the encoder
+    receives no gradient and stops learning, so its embeddings ``z`` need not collapse.
 
     >>> import torch
     >>> p = torch.full((2, 4), 0.25)
@@ -132,5 +134,6 @@ class DINO(Objective):
         ema_update(self.teacher, encoder, m)
         ema_update(self.teacher_head, self.head, m)
         if self.centering and self._batch_center is not None:
-            self.center.lerp_(self._batch_center, 1.0 - self.center_momentum)
+            batch_center = self._batch_center.to(self.center.dtype)  # bf16 under autocast
+            self.center.lerp_(batch_center, 1.0 - self.center_momentum)
         self._batch_center = None

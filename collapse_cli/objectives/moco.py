@@ -71,11 +71,12 @@ class MoCo(Objective):
                 f"({batch_size}), so that each step replaces whole batches of keys"
             )
         if self.queue_size + batch_size > n:
+            fits = (n - batch_size) // batch_size * batch_size
+            fix = f"use queue_size={fits} at most" if fits else "use a smaller train.batch_size"
             raise ValueError(
                 f"loss.queue_size: {self.queue_size} keys plus a batch of {batch_size} exceed "
                 f"the {n} training samples, so the queue would hold stale keys of the very "
-                f"samples it is contrasted with; use a queue_size of at most {n - batch_size} "
-                "(a multiple of the batch) or a smaller train.batch_size"
+                f"samples it is contrasted with; {fix}"
             )
         self.key_encoder = frozen_copy(encoder)
         self.register_buffer("queue", F.normalize(torch.randn(self.queue_size, dim), dim=1))
