@@ -111,6 +111,7 @@ NonNegativeFloat = Annotated[float, Ge(0)]
 
 def type_text(annotation: Any) -> str:
     """A parameter's type, short: ``float > 0``, ``relu | gelu``, ``list[int]``."""
+    import types
     import typing
 
     origin = typing.get_origin(annotation)
@@ -125,6 +126,10 @@ def type_text(annotation: Any) -> str:
         return " ".join([type_text(base), *bounds])
     if origin is typing.Literal:
         return " | ".join(str(a) for a in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):  # Optional[X], X | None, X | Y
+        return " | ".join(
+            "null" if a is type(None) else type_text(a) for a in typing.get_args(annotation)
+        )
     if origin in (list, tuple):
         args = ", ".join(type_text(a) for a in typing.get_args(annotation) if a is not Ellipsis)
         return f"{origin.__name__}[{args}]"

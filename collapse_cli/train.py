@@ -135,7 +135,7 @@ def train(
     encoder = parts.encoder.to(device)
     objective = parts.objective.to(device)
     optimizer = parts.optimizer
-    x = parts.data.x.to(device)  # (n, dim)
+    x = parts.data.x.to(device)  # (n, *shape)
     n, steps, every = x.shape[0], cfg.train.steps, cfg.log.every
     batch_size = cfg.train.batch_size or n
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
@@ -183,7 +183,7 @@ def train(
             if batch_size < n:
                 if pos + batch_size > n:  # new epoch: reshuffle, drop the ragged tail
                     perm, pos = torch.randperm(n, generator=order), 0
-                batch = x[perm[pos : pos + batch_size].to(device)]  # (B, dim)
+                batch = x[perm[pos : pos + batch_size].to(device)]  # (B, *shape)
                 pos += batch_size
             else:
                 batch = x
