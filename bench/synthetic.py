@@ -13,22 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-KEYS = [
-    "loss",
-    "variance",
-    "min_eig",
-    "max_eig",
-    "rank",
-    "effective_rank",
-    "rankme",
-    "participation_ratio",
-    "alpha_req",
-    "std_l2",
-    "uniformity",
-    "mean_cosine",
-    "norm_mean",
-    "grad_norm",
-]
+from collapse_cli.compare import ORDER
+
+# The metrics a one-view run logs, in the order the comparison table shows them.
+KEYS = [k for k in ORDER if k not in ("alignment", "knn_acc")]
 
 CONFIG = """\
 name: {name}

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from annotated_types import Ge, Lt
 
+from .arrays import load_labels, read_array
 from .errors import ConfigError
 from .registry import PositiveFloat, PositiveInt, Registry
 
@@ -157,7 +158,7 @@ class Digits(Dataset):
 
 @DATASETS.register("file")
 class File(Dataset):
-    """Your features from a ``.npy``, ``.pt`` or ``.csv`` file, with an optional labels file.
+    """Your features from a .npy, .pt/.pth, .csv/.tsv or .safetensors file, optional labels.
 
     Rows are samples: (n, dim) vectors, (n, H, W) or (n, C, H, W) images, or vectors reshaped
     to ``image_shape`` [C, H, W]. Labels (integers or strings, one per row) enable the held-out
@@ -172,10 +173,12 @@ class File(Dataset):
         test_fraction: Fraction | None = None,
         seed: int = 0,
     ) -> None:
-        x = _load_array(path, "path")
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(f"path: {path} holds text, not numbers")
-        x = x.float()
+        raw = read_array(Path(path), "path")
+        if isinstance(raw, np.ndarray):
+            if raw.dtype.kind not in "biuf":
+                raise ValueError(f"path: {path} holds {raw.dtype} values, not numbers")
+            raw = torch.from_numpy(np.ascontiguousarray(raw))
+        x = raw.float()
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"path: {path} holds NaN or infinite values")
         if x.ndim == 3:  # (n, H, W): one channel
@@ -192,7 +195,7 @@ class File(Dataset):
                 f"path: {path} has shape {tuple(x.shape)}; expected (n, dim), (n, H, W) or "
                 "(n, C, H, W) with n >= 2"
             )
-        y = _labels(_load_array(labels, "labels"), labels, x.shape[0]) if labels else None
+        y = load_labels(labels, x.shape[0]) if labels else None
         if test_fraction is None:
             test_fraction = 0.2 if y is not None else 0.0
         if test_fraction > 0 and y is None:
@@ -209,64 +212,3 @@ class File(Dataset):
         if self._y is None:
             return Data(self._x)
         return split(self._x, self._y, self.test_fraction, self.seed)
-
-
-def _load_array(path: str, key: str) -> torch.Tensor | np.ndarray:
-    """A numeric tensor from .npy (no pickles), .pt (tensors only) or .csv (an optional header
-    line is skipped; strings are kept for labels)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"{key}: {path}: no such file")
-    suffix = p.suffix.lower()
-    try:
-        if suffix == ".npy":
-            arr = np.load(p, allow_pickle=False)  # a pickled (object) array is refused
-        elif suffix == ".pt":
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-            if not isinstance(obj, torch.Tensor):
-                raise ValueError(f"it holds a {type(obj).__name__}, not a tensor")
-            return obj
-        elif suffix == ".csv":
-            arr = _read_csv(p)
-        else:
-            raise ValueError("unsupported file type; use .npy, .pt or .csv")
-    except ValueError as e:
-        raise ValueError(f"{key}: {path}: {e}") from None
-    except Exception as e:  # unpickling, truncated or corrupt files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise ValueError(f"{key}: {path}: cannot read it ({type(e).__name__}: {first})") from None
-    if arr.dtype.kind in "US":  # string labels
-        return arr
-    if arr.dtype.kind not in "biuf":
-        raise ValueError(f"{key}: {path}: holds {arr.dtype} values, not numbers")
-    return torch.as_tensor(np.ascontiguousarray(arr))
-
-
-def _read_csv(p: Path) -> np.ndarray:
-    lines = [ln for ln in p.read_text().splitlines() if ln.strip()]
-    rows = [ln.split(",") for ln in lines]
-    try:
-        float(rows[0][0])
-    except (ValueError, IndexError):
-        rows = rows[1:]  # a header line
-    if not rows or len({len(r) for r in rows}) != 1:
-        raise ValueError("every row must have the same number of comma-separated values")
-    cells = np.array([[c.strip() for c in r] for r in rows])
-    try:
-        arr = cells.astype(np.float64)
-    except ValueError:
-        return cells.squeeze(1) if cells.shape[1] == 1 else cells  # strings: labels only
-    return arr.squeeze(1) if arr.shape[1] == 1 else arr
-
-
-def _labels(arr: torch.Tensor | np.ndarray, path: str, n: int) -> torch.Tensor:
-    """Class indices 0..K-1 from integer, integral float or string labels, one per sample."""
-    a = np.asarray(arr)
-    if a.ndim == 2 and a.shape[1] == 1:
-        a = a[:, 0]
-    if a.ndim != 1 or a.shape[0] != n:
-        raise ValueError(f"labels: {path} has shape {a.shape}; expected ({n},), one per sample")
-    if a.dtype.kind == "f" and not np.all(np.mod(a, 1) == 0):
-        raise ValueError(f"labels: {path} holds non-integer numbers; labels name classes")
-    _, index = np.unique(a, return_inverse=True)
-    return torch.as_tensor(index.reshape(-1), dtype=torch.long)

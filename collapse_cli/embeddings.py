@@ -3,9 +3,6 @@ report with a one-line reading of each value, inspect.json and spectrum.png (doc
 
 from __future__ import annotations
 
-import contextlib
-import pickle
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -13,107 +10,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from .arrays import load_labels, read_array
 from .config import VerdictConfig
-from .data import _check_split, _labels, split
+from .data import _check_split, split
 from .errors import ConfigError
 from .metrics import compute_metrics, knn_accuracy
 from .readings import readings
 from .runs import write_json
 from .verdict import verdict
 
-FORMATS = (".npy", ".pt", ".pth", ".csv", ".tsv", ".safetensors")
 KNN_TEST_FRACTION, KNN_SEED, KNN_K = 0.2, 0, 20  # --labels: 20 % held out, drawn from seed 0
 KNN_MAX_TEST, KNN_MAX_TRAIN = 5000, 50000  # bounds the (1024, N_train) similarity blocks
 OUTPUTS = ("inspect.json", "spectrum.png")
 
 
 # ---------------------------------------------------------------------------- loading
-def _read(path: Path, what: str) -> np.ndarray | torch.Tensor:
-    """The raw array in a file; for labels, text cells that are not numbers stay strings."""
-    if not path.is_file():
-        raise ConfigError(f"{what} {path}: {'is a folder' if path.is_dir() else 'no such file'}")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            return np.load(path, allow_pickle=False)  # a pickled (object) array is refused
-        if suffix in (".pt", ".pth"):
-            return _single(torch.load(path, map_location="cpu", weights_only=True), what, path)
-        if suffix in (".csv", ".tsv"):
-            return _read_text(path, "," if suffix == ".csv" else "\t", what)
-        if suffix == ".safetensors":
-            try:
-                from safetensors.torch import load_file
-            except ImportError:
-                raise ConfigError(
-                    f"{what} {path}: reading .safetensors needs the safetensors package: "
-                    "pip install safetensors"
-                ) from None
-            return _single(load_file(path), what, path)
-    except ConfigError:
-        raise
-    except Exception as e:  # pickles, truncated or corrupt files
-        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if suffix == ".npy" and "pickle" in text.lower():
-            text = "it holds pickled Python objects, never loaded here; np.save a numeric array"
-        elif isinstance(e, pickle.UnpicklingError):
-            text = "torch.load(weights_only=True) refused it; torch.save a plain tensor"
-        raise ConfigError(f"{what} {path}: cannot read it: {text}") from None
-    raise ConfigError(f"{what} {path}: unknown file type {suffix!r}; use {', '.join(FORMATS)}")
-
-
-def _single(obj: Any, what: str, path: Path) -> torch.Tensor:
-    """A tensor, or the one tensor of a mapping (a saved dict, a safetensors file)."""
-    if isinstance(obj, dict):
-        keys = [str(k) for k, v in obj.items() if isinstance(v, torch.Tensor)]
-        if len(keys) != 1:
-            listed = f" ({', '.join(keys)})" if keys else ""
-            raise ConfigError(f"{what} {path}: holds {len(keys)} tensors{listed}; keep one")
-        return next(v for v in obj.values() if isinstance(v, torch.Tensor))
-    if not isinstance(obj, torch.Tensor):
-        raise ConfigError(f"{what} {path}: holds a {type(obj).__name__}, not a tensor")
-    return obj
-
-
-def _not_number(cells: list[str]) -> str | None:
-    for c in cells:
-        try:
-            float(c)
-        except ValueError:
-            return c.strip()
-    return None
-
-
-def _read_text(path: Path, sep: str, what: str) -> np.ndarray:
-    lines = path.read_text().splitlines()
-    if what == "labels":  # one short column: numbers when every cell is one, else strings
-        rows = [[c.strip() for c in ln.split(sep)] for ln in lines if ln.strip()]
-        if len({len(r) for r in rows}) > 1:
-            raise ConfigError(f"labels {path}: lines with different numbers of values")
-        with contextlib.suppress(ValueError):
-            return np.array(rows, dtype=np.float64)
-        return np.array(rows, dtype=str)
-    # Embeddings, read as float32: a first line with a cell that is not a number is a header.
-    first = next((i for i, ln in enumerate(lines) if ln.strip()), 0)
-    header = bool(lines) and _not_number(lines[first].split(sep)) is not None
-    try:
-        with warnings.catch_warnings():  # "input contained no data": reported as empty later
-            warnings.simplefilter("ignore")
-            skip = first + 1 if header else 0
-            return np.loadtxt(path, np.float32, delimiter=sep, skiprows=skip, ndmin=2)
-    except ValueError:  # find the line to name (slow, only on this path)
-        width = None
-    for i, cells in ((i, ln.split(sep)) for i, ln in enumerate(lines, 1) if ln.strip()):
-        if header and i == first + 1:
-            continue
-        width = width or len(cells)
-        if len(cells) != width:
-            many = f"{len(cells)} value" + "s" * (len(cells) != 1)
-            raise ConfigError(f"{what} {path}: line {i} has {many}, the lines before {width}")
-        if (bad := _not_number(cells)) is not None:
-            raise ConfigError(f"{what} {path}: line {i}: {bad!r} is not a number")
-    raise ConfigError(f"{what} {path}: cannot read it as {sep!r}-separated numbers")
-
-
 def check_embeddings(z: torch.Tensor, where: str = "embeddings") -> torch.Tensor:
     """``z`` itself when it is a finite, real (N, d) matrix with N ≥ 2 and d ≥ 1."""
     if z.ndim != 2:
@@ -141,30 +52,13 @@ def load_embeddings(path: str | Path) -> torch.Tensor:
     `check_embeddings`. Floating dtypes are kept (the rank tolerance follows them); integers and
     booleans become float64; text is float32."""
     path = Path(path)
-    z = _read(path, "embeddings")
+    z = read_array(path, "embeddings")
     if isinstance(z, np.ndarray):
         if z.dtype.kind not in "biufc":
             raise ConfigError(f"embeddings {path}: holds {z.dtype} values, not numbers")
         z = torch.from_numpy(z.astype(np.float64) if z.dtype.kind == "f" and z.itemsize > 8 else z)
     z = z if z.is_floating_point() or z.is_complex() else z.double()  # integers, booleans
     return check_embeddings(z, f"embeddings {path}")
-
-
-def load_labels(path: str | Path, n: int) -> torch.Tensor:
-    """Class indices 0..K−1 (long, (n,)) from one label per row: integers, whole numbers or
-    names, in any format of `load_embeddings`. A text file with n + 1 lines has a header."""
-    path = Path(path)
-    raw = _read(path, "labels")
-    if isinstance(raw, torch.Tensor):
-        raw = (raw.double() if raw.is_floating_point() else raw).numpy()
-    elif path.suffix.lower() in (".csv", ".tsv") and raw.shape[0] == n + 1:
-        raw = raw[1:]  # the header line
-        with contextlib.suppress(ValueError):
-            raw = raw.astype(np.float64)
-    try:
-        return _labels(raw, str(path), n)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(str(e) if "labels" in str(e) else f"labels {path}: {e}") from None
 
 
 # ---------------------------------------------------------------------------- the report

@@ -80,7 +80,7 @@ def build(cfg: RunConfig, label: str = "config", materialize: bool = True) -> Co
         spec = getattr(cfg, block)
         try:
             return regs[block].build(spec.name, *args, **spec.params())
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, ConfigError) as e:  # a ConfigError: a file it reads
             raise ConfigError(f"{label}: {block} ({spec.name}): {e}") from None
 
     torch.manual_seed(cfg.seed)

@@ -163,23 +163,23 @@ def test_bad_files_are_clear_errors(tmp_path: Path):
     np.save(tmp_path / "x.npy", np.zeros((6, 2), dtype=np.float32))
     np.save(tmp_path / "nan.npy", np.array([[np.nan, 1.0]] * 3))
     np.save(tmp_path / "y5.npy", np.zeros(5, dtype=np.int64))
-    torch.save({"x": torch.zeros(3)}, tmp_path / "dict.pt")
+    torch.save({"x": torch.zeros(3), "y": torch.zeros(3)}, tmp_path / "dict.pt")
     (tmp_path / "x.txt").write_text("1,2\n")
     (tmp_path / "ragged.csv").write_text("1,2\n3\n")
     x = str(tmp_path / "x.npy")
     cases = [
-        ({"path": str(tmp_path / "obj.npy")}, "Object arrays cannot be loaded"),
+        ({"path": str(tmp_path / "obj.npy")}, "pickled Python objects"),
         ({"path": str(tmp_path / "missing.npy")}, "no such file"),
-        ({"path": str(tmp_path / "x.txt")}, "unsupported file type"),
-        ({"path": str(tmp_path / "dict.pt")}, "not a tensor"),
-        ({"path": str(tmp_path / "ragged.csv")}, "same number"),
+        ({"path": str(tmp_path / "x.txt")}, "unknown file type"),
+        ({"path": str(tmp_path / "dict.pt")}, "holds 2 tensors"),
+        ({"path": str(tmp_path / "ragged.csv")}, "line 2 has 1 value"),
         ({"path": str(tmp_path / "nan.npy")}, "NaN"),
         ({"path": x, "labels": str(tmp_path / "y5.npy")}, r"expected \(6,\)"),
         ({"path": x, "test_fraction": 0.2}, "needs labels"),
         ({"path": x, "image_shape": [1, 3, 3]}, "image_shape"),
     ]
     for params, words in cases:
-        with pytest.raises(ValueError, match=words):
+        with pytest.raises((ValueError, ConfigError), match=words):
             File(**params)
 
 
@@ -196,7 +196,7 @@ def test_a_pickled_npy_is_a_config_error_in_a_run(tmp_path: Path):
             "optimizer": {"name": "adam"},
         }
     )
-    with pytest.raises(ConfigError, match=r"data \(file\): path: .*allow_pickle=False"):
+    with pytest.raises(ConfigError, match=r"data \(file\): path .*pickled Python objects"):
         build(cfg, label)
 
 
