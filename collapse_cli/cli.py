@@ -116,8 +116,9 @@ def run(
             raise ConfigError("give a config (collapse run configs/infonce.yaml) or --resume RUN")
         else:
             cfg, _ = prepare(config, overrides)
-        mode = "quiet" if quiet else "plain" if plain else "auto"
-        reporter = make_reporter(out, mode, f"{cfg.name}", cfg.log.verdict.model_dump())
+        mode = "plain" if plain else "auto"
+        thresholds = cfg.log.verdict.model_dump()
+        reporter = None if quiet else make_reporter(out, mode, f"{cfg.name}", thresholds)
         try:
             if resume is not None:
                 path, summary = resume_run(
@@ -128,7 +129,8 @@ def run(
                     config, overrides, runs_dir=runs_dir, reporter=reporter, command=command
                 )
         finally:
-            reporter.stop()
+            if reporter is not None:
+                reporter.stop()
         print_summary(out, path, summary)
     status = summary.get("status")
     if status == "diverged":

@@ -157,17 +157,8 @@ class PlainReporter:
     def stop(self) -> None: ...
 
 
-class QuietReporter:
-    def start(self, steps: int) -> None: ...
-    def advance(self, step: int) -> None: ...
-    def log(self, row: dict[str, Any], dim: int) -> None: ...
-    def stop(self) -> None: ...
-
-
 def make_reporter(console: Console, mode: str, title: str, thresholds: dict[str, float]) -> Any:
-    """``live`` in a terminal, ``plain`` otherwise, ``quiet`` for nothing until the summary."""
-    if mode == "quiet":
-        return QuietReporter()
+    """``live`` in a terminal, ``plain`` otherwise (``--quiet`` passes no reporter at all)."""
     if mode == "live" or (mode == "auto" and console.is_terminal):
         return LiveReporter(console, title, thresholds)
     return PlainReporter(console)

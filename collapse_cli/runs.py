@@ -166,9 +166,5 @@ def resolve_run(spec: str | Path, runs_dir: str | Path = "runs") -> Path:
     raise ConfigError(f"{spec}: ambiguous, {len(matches)} runs match: {names}")
 
 
-def run_id(path: Path) -> str:
-    return path.name
-
-
 def sanitize_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "-", name).lstrip(".-_")[:80] or "run"
