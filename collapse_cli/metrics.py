@@ -166,12 +166,17 @@ def rank_tolerance(n: int, d: int, dtype: torch.dtype = torch.float32) -> float:
     return max((m * torch.finfo(dtype).eps) ** 2, m * torch.finfo(torch.float64).eps)
 
 
-def numerical_rank(eigs: torch.Tensor, n: int, dtype: torch.dtype = torch.float32) -> int:
-    """#{i : λ_i > λ₁ · rank_tolerance(N, d, dtype)} for a descending spectrum; 0 when λ₁ == 0.
+def numerical_rank(
+    eigs: torch.Tensor, n: int, dtype: torch.dtype = torch.float32, scale: float | None = None
+) -> int:
+    """#{i : λ_i > s · rank_tolerance(N, d, dtype)} for a descending spectrum, s = ``scale`` or
+    λ₁; 0 when s == 0. `compute_metrics` passes s = σ₁(Z)² / (N − 1), the largest eigenvalue of
+    the *uncentred* second moment: Z's rounding error scales with Z, mean included, so a cloud
+    that has shrunk around a distant point loses rank instead of counting round-off as rank.
 
     Collapsed: 0 (a point) or 1 (a line). Healthy: up to min(d, N − 1).
     """
-    tol = float(eigs[0]) * rank_tolerance(n, eigs.numel(), dtype)
+    tol = (float(eigs[0]) if scale is None else scale) * rank_tolerance(n, eigs.numel(), dtype)
     return int((eigs > tol).sum())
 
 
@@ -428,7 +433,8 @@ def compute_metrics(
     if not (torch.isfinite(eigs).all() and all(map(math.isfinite, values.values()))):
         keys = ["min_eig", "max_eig", "rank", "effective_rank", "rankme", "participation_ratio"]
         return {k: math.nan for k in [*values, *keys]}, eigs.fill_(math.nan)
-    rank = numerical_rank(eigs, n, z.dtype)
+    scale = max(float(eigs[0]), float(gram_eigs[0]) / max(n - 1, 1))  # σ₁(Z)²/(N−1) ≥ λ₁
+    rank = numerical_rank(eigs, n, z.dtype, scale)
     out: dict[str, float] = {
         "variance": values.pop("variance"),
         "min_eig": float(eigs[-1]),

@@ -344,3 +344,14 @@ def test_compute_metrics_synchronises_once() -> None:
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert len([w for w in caught if "synchroniz" in str(w.message)]) == 1
+
+
+def test_spread_below_float32_resolution_of_the_values_has_rank_zero():
+    """A cloud around (1, ..., 1) whose spread (1e-7) is at float32's spacing near 1 (1.19e-7)
+    is a point at that precision: its differences are round-off of the values, not directions.
+    The same spread around the origin is fully resolved."""
+    g = torch.Generator().manual_seed(0)
+    noise = 1e-7 * torch.randn(512, 16, generator=g, dtype=torch.float64)
+    far = (1.0 + noise).float()
+    assert M.compute_metrics(far)[0]["rank"] == 0
+    assert M.compute_metrics(noise.float())[0]["rank"] == 16
