@@ -190,7 +190,9 @@ def test_two_view_objectives_return_the_second_view(name: str):
     objective, enc = make(name)
     assert objective.views == 2
     out = objective(enc, pair())
-    assert out.z.shape == out.z_pos.shape == (4, 6)
+    # the measured embeddings: the encoder's (N, d = 6), DINO's prototype scores (N, K)
+    width = objective.prototypes if name == "dino" else 6
+    assert out.z.shape == out.z_pos.shape == (4, width)
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
     assert all(v.ndim == 0 for v in out.parts.values())
     with pytest.raises(ValueError, match="2 views"):
@@ -409,6 +411,9 @@ def test_dino_without_centering_collapses_to_one_prototype(tmp_path, one_thread)
     bad = run_config(tmp_path, "dino-no-centering", ["train.steps=200"])
     # DINO's collapse is in the teacher's distribution (Caron et al. 2021, Fig. 7): one-hot
     # for every input (entropy -> 0) and matched by the student (KL -> 0). The encoder then
-    # gets no gradient, so its own embeddings are not what collapses.
+    # gets no gradient, so its own embeddings are not what collapses: its head's scores are.
     assert bad["final"]["teacher_entropy"] < 1e-3 and bad["final"]["kl"] < 1e-2
     assert good["final"]["teacher_entropy"] > 0.1 and good["final"]["kl"] > 0.1
+    # Measured on the student's prototype scores, the ablation's verdict is collapse too.
+    assert bad["verdict"] in COLLAPSED, bad["verdict_reason"]
+    assert good["verdict"] == "healthy", good["verdict_reason"]

@@ -67,7 +67,9 @@ class DINO(Objective):
     wins), a high ``teacher_temperature`` (uniform). Logged parts: ``teacher_entropy`` (H(P_t);
     log K is uniform, 0 one-hot) and ``kl`` (KL(P_t ‖ P_s); → 0 at either collapse). These two
     are where DINO's collapse shows: once every input gets the same prototype the encoder
-    receives no gradient and stops learning, so its embeddings ``z`` need not collapse.
+    receives no gradient and stops learning, so its own embeddings need not collapse. The
+    metrics are therefore computed on the student's prototype scores g(z) (``Output.z``),
+    which the loss compares and which do collapse.
 
     >>> import torch
     >>> p = torch.full((2, 4), 0.25)
@@ -125,7 +127,9 @@ class DINO(Objective):
         ) / 2
         h = (entropy(p1) + entropy(p2)) / 2  # H(P_t, P_s) = H(P_t) + KL(P_t ‖ P_s)
         parts = {"teacher_entropy": h, "kl": ce.detach() - h}
-        return Output(loss=ce, z=z1, z_pos=z2, parts=parts)
+        # Measured: the student's prototype scores (N, K), what this loss compares and where
+        # DINO collapses (one prototype for every input); kNN accuracy still uses the encoder.
+        return Output(loss=ce, z=s1, z_pos=s2, parts=parts)
 
     @torch.no_grad()
     def after_step(self, encoder: nn.Module, step: int, total_steps: int) -> None:
