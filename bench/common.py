@@ -203,3 +203,18 @@ def _rounded(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_rounded(v) for v in value]
     return value
+
+
+BREAKDOWN_HEADS = ["wall", "python + torch + optim", "other imports", "loop", "figures", "rest"]
+
+
+def breakdown_cells(r: dict[str, Any], side: str, steps: int = 500) -> list[str]:
+    """Where one side's wall time goes, from the medians of a demo's phases: the columns of
+    BREAKDOWN_HEADS (the rest is process start-up, config, files, git and exit)."""
+    torch_s = r["import_torch"]["median"]
+    imports = r[f"imports_{side}"]["median"]
+    loop = steps / r["steps_per_second"][side]
+    figs = r.get(f"figures_{side}", {}).get("median", 0.0)
+    total = r[side]["median"]
+    cells = [total, torch_s, imports - torch_s, loop, figs, total - imports - loop - figs]
+    return [fmt_s(c) for c in cells]

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from common import (
+    BREAKDOWN_HEADS,
     COLLAPSE,
     ROOT,
+    breakdown_cells,
     child_env,
     fmt_s,
     interleave,
@@ -200,30 +202,12 @@ def main() -> None:
 def print_breakdown(results: dict[str, dict[str, Any]]) -> None:
     """Where each side's wall time goes: medians of the phases timed in the same rounds."""
     print("\nbreakdown (medians; the rest is process start-up, config, files, git, exit)")
-    rows = []
-    for demo, r in results.items():
-        torch_s = r["import_torch"]["median"]
-        for side in ("collapse", "bare"):
-            loop = 500 / r["steps_per_second"][side]
-            imports = r[f"imports_{side}"]["median"]
-            figs = r.get(f"figures_{side}", {}).get("median", 0.0)
-            total = r[side]["median"]
-            rows.append(
-                [
-                    f"{demo} / {side}",
-                    fmt_s(total),
-                    fmt_s(torch_s),
-                    fmt_s(imports - torch_s),
-                    fmt_s(loop),
-                    fmt_s(figs),
-                    fmt_s(total - imports - loop - figs),
-                ]
-            )
-    print(
-        table(
-            ["run", "wall", "python+torch+optim", "other imports", "loop", "figures", "rest"], rows
-        )
-    )
+    rows = [
+        [f"{demo} / {side}", *breakdown_cells(r, side)]
+        for demo, r in results.items()
+        for side in ("collapse", "bare")
+    ]
+    print(table(["run", *BREAKDOWN_HEADS], rows))
 
 
 if __name__ == "__main__":

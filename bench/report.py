@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from common import RESULTS, fmt_s
+from common import BREAKDOWN_HEADS, RESULTS, breakdown_cells, fmt_s
 
 
 def md(headers: list[str], rows: list[list[Any]]) -> str:
@@ -39,29 +39,14 @@ def demos(d: dict[str, Any]) -> str:
             ]
         )
         if "imports_collapse" in r:
-            base = r["import_torch"]["median"]
-            for side in ("collapse", "bare"):
-                imports = r[f"imports_{side}"]["median"]
-                loop = 500 / r["steps_per_second"][side]
-                figs = r.get(f"figures_{side}", {}).get("median", 0.0)
-                total = r[side]["median"]
-                parts.append(
-                    [
-                        f"{demo}: {side}",
-                        fmt_s(total),
-                        fmt_s(base),
-                        fmt_s(imports - base),
-                        fmt_s(loop),
-                        fmt_s(figs),
-                        fmt_s(total - imports - loop - figs),
-                    ]
-                )
+            parts += [
+                [f"{demo}: {side}", *breakdown_cells(r, side)] for side in ("collapse", "bare")
+            ]
     out = md(
         ["demo", "collapse run", "bare script", "ratio", "spread", "loop steps/s (c / b)"], rows
     )
     if parts:
-        heads = ["process", "wall", "python + torch + optim", "other imports", "loop", "figures"]
-        out += "\n\n" + md([*heads, "rest"], parts)
+        out += "\n\n" + md(["process", *BREAKDOWN_HEADS], parts)
     return out + "\n\n" + verdicts(d)
 
 
