@@ -366,6 +366,9 @@ def grad_norm(parameters: Iterable[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(norms))
 
 
+KNN_BLOCK = 1 << 23  # elements of one block of test-train similarities (64 MiB in float64)
+
+
 @torch.no_grad()
 def knn_accuracy(
     train_z: torch.Tensor,
@@ -375,9 +378,15 @@ def knn_accuracy(
     k: int = 20,
 ) -> float:
     """Fraction of test rows whose label is the majority among their k most cosine-similar
-    train rows (labels are integers ≥ 0; a tie goes to the smallest label; k is capped at the
-    number of train rows). Collapsed → chance. (The k-NN monitor of Wu et al. 2018 and
-    DINO, unweighted.)"""
+    train rows (labels are integers ≥ 0; a tie of votes goes to the smallest label; k is capped
+    at the number of train rows). Train rows as similar as the k-th nearest all vote, so the
+    result never depends on the order of the train set: a cloud collapsed to one point (every
+    similarity equal) votes with the whole train set and predicts its majority class, chance.
+    (The k-NN monitor of Wu et al. 2018 and DINO, unweighted.)
+
+    Cosine similarity ignores scale: a cloud that shrinks around a point without changing its
+    shape keeps its kNN accuracy, which then reads the direction of the residual spread down
+    to the last bits of the embeddings (configs/README.md, "How far kNN accuracy falls")."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     train_u = _unit_rows(_f64(train_z))
@@ -385,11 +394,13 @@ def knn_accuracy(
     train_labels = train_labels.to(train_u.device, torch.long)
     k = min(k, train_u.shape[0])
     classes = int(train_labels.max()) + 1
+    one_hot = torch.nn.functional.one_hot(train_labels, classes).double()  # (N_train, classes)
     preds = []
-    for chunk in test_u.split(1024):  # bounds the (chunk, N_train) similarity matrix
-        nearest = (chunk @ train_u.T).topk(k, dim=1).indices  # (B, k)
-        votes = torch.zeros(chunk.shape[0], classes, device=chunk.device, dtype=torch.float64)
-        votes.scatter_add_(1, train_labels[nearest], torch.ones_like(nearest, dtype=votes.dtype))
+    rows = max(1, min(1024, KNN_BLOCK // train_u.shape[0]))
+    for chunk in test_u.split(rows):  # bounds the (rows, N_train) similarity matrix
+        sims = chunk @ train_u.T
+        kth = sims.topk(k, dim=1).values[:, -1:]  # (B, 1): the k-th largest similarity
+        votes = (sims >= kth).double() @ one_hot  # (B, classes), ties at the k-th included
         preds.append(votes.argmax(1))  # argmax returns the first maximum: smallest label
     hits = torch.cat(preds) == test_labels.to(train_u.device, torch.long)
     return float(hits.double().mean())

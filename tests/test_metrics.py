@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -313,6 +314,54 @@ def test_knn_accuracy_hand_built() -> None:
     assert M.knn_accuracy(tie_train, tie_labels, query, torch.tensor([0]), k=50) == 1.0
     with pytest.raises(ValueError):
         M.knn_accuracy(train, labels, test, test_labels, k=0)
+
+
+def test_knn_accuracy_of_one_point_is_the_majority_class_in_any_order() -> None:
+    """Every similarity ties: the whole train set votes, whatever its order."""
+    point = torch.tensor([0.3, -1.0, 2.0, 0.5])
+    labels = torch.tensor([0] * 8 + [1] * 12 + [2] * 10)  # majority: class 1
+    train = point.repeat(30, 1)
+    test, test_labels = point.repeat(10, 1), torch.tensor([1, 1, 1, 0, 0, 2, 2, 2, 2, 2])
+    for order in (torch.arange(30), torch.arange(29, -1, -1), torch.randperm(30)):
+        assert M.knn_accuracy(train[order], labels[order], test, test_labels, k=5) == 0.3
+
+
+def _euclidean_knn(train: torch.Tensor, labels: torch.Tensor, test: torch.Tensor, k: int):
+    """Predictions of a plain loop: the k nearest by Euclidean distance, majority, ties of votes
+    to the smaller label."""
+    preds = []
+    for q in test:
+        nearest = sorted(range(len(train)), key=lambda i: float((train[i] - q).norm()))[:k]
+        votes = Counter(int(labels[i]) for i in nearest)
+        preds.append(min(votes, key=lambda c: (-votes[c], c)))
+    return torch.tensor(preds)
+
+
+def test_knn_accuracy_of_a_shrinking_cloud_reads_its_residual_until_rounding() -> None:
+    """z = c + s·r: as s → 0 the unit rows tend to ĉ + (s/|c|)·P⊥r, so cosine kNN ranks
+    neighbours by the Euclidean distance between the residuals' parts orthogonal to c, at any
+    small s. It falls to the majority class only once s·r is below the dtype's resolution."""
+    g = torch.Generator().manual_seed(5)
+    means = 2 * torch.randn(3, 8, generator=g, dtype=torch.float64)
+    labels = torch.arange(3).repeat_interleave(50)
+    r = means[labels] + torch.randn(150, 8, generator=g, dtype=torch.float64)
+    c = torch.randn(8, generator=g, dtype=torch.float64)
+    c = 10 * c / c.norm()
+    perp = r - (r @ c / c.dot(c)).unsqueeze(1) * c  # P⊥r
+    tr, te = torch.arange(150) % 5 != 0, torch.arange(150) % 5 == 0  # 120 train, 30 test
+    expected = float(
+        (_euclidean_knn(perp[tr], labels[tr], perp[te], k=7) == labels[te]).double().mean()
+    )
+    assert expected > 0.6  # the residual separates the classes (chance 1/3)
+    for s in (1e-3, 1e-6):
+        z = c + s * r
+        assert M.knn_accuracy(z[tr], labels[tr], z[te], labels[te], k=7) == expected
+    z32 = (c + 1e-12 * r).float()  # the residual is far below float32's resolution at c
+    assert torch.unique(z32, dim=0).shape[0] == 1
+    test_labels = labels[te]
+    majority = torch.bincount(labels[tr]).argmax()  # ties of counts: the smallest label
+    at_chance = float((test_labels == majority).double().mean())
+    assert M.knn_accuracy(z32[tr], labels[tr], z32[te], test_labels, k=7) == at_chance
 
 
 def test_grad_norm_matches_clip_grad_norm() -> None:
