@@ -49,6 +49,7 @@ class TrainConfig(_Strict):
 class LogConfig(_Strict):
     every: int = Field(50, gt=0)
     spectrum: bool = True
+    knn_k: int = Field(20, gt=0)  # neighbours of knn_acc (labelled data with a held-out split)
     verdict: VerdictConfig = VerdictConfig()
 
 

@@ -221,7 +221,7 @@ def train(
                 if head[0] and data.labels is not None and data.labels_test is not None:
                     train_z, test_z = embed(encoder, x), embed(encoder, data.x_test)
                     row["knn_acc"] = metrics.knn_accuracy(
-                        train_z, data.labels, test_z, data.labels_test
+                        train_z, data.labels, test_z, data.labels_test, k=cfg.log.knn_k
                     )
                 writer.append_metrics(row)
                 if not head[0] or not math.isfinite(values["variance"]):

@@ -240,3 +240,13 @@ def test_runs_on_labelled_data_log_knn_accuracy(tmp_path: Path):
     assert "alignment" in summary["final"]
     _, plain = run_experiment(cfg, ["data={name: gaussian, n: 64, dim: 8}"], runs_dir=tmp_path)
     assert "knn_acc" not in plain["final"]
+    # log.knn_k as large as the train set: every train row votes, so the accuracy is the share
+    # of the held-out rows in the train set's majority class, whatever the embeddings.
+    from collapse_cli.data import DATASETS
+
+    data = DATASETS.build("clusters", n=300, dim=8, classes=3).materialize()
+    assert data.labels_test is not None
+    majority = torch.bincount(data.labels).argmax()
+    share = float((data.labels_test == majority).double().mean())
+    _, everyone = run_experiment(cfg, ["log.knn_k=100000"], runs_dir=tmp_path)
+    assert everyone["final"]["knn_acc"] == pytest.approx(share) and share < 0.5
