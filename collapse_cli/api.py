@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import signal
 import subprocess
@@ -24,11 +25,13 @@ from .runs import (
     SUMMARY,
     RunWriter,
     create_run_dir,
+    process_fields,
     read_json,
     read_jsonl,
     resolve_run,
     write_atomic,
     write_json,
+    writer_state,
 )
 from .verdict import summarize, verdict
 
@@ -83,6 +86,7 @@ def run_experiment(
         "id": path.name,
         "name": cfg.name,
         "status": "running",
+        **process_fields(),
         "started": _now(),
         "ended": None,
         "command": command or " ".join(sys.argv),
@@ -124,6 +128,10 @@ def resume_run(
         raise ConfigError(f"{path / META}: missing or unreadable; is this a run folder?")
     if meta.get("status") == "completed":
         raise ConfigError(f"{path}: the run has completed; there is nothing to resume")
+    if writer_state(meta) == "alive" and meta.get("pid") != os.getpid():
+        raise ConfigError(
+            f"{path}: still running (process {meta['pid']} on this host); stop it before resuming"
+        )
     if not (path / CHECKPOINT).is_file():
         raise ConfigError(
             f"{path}: no {CHECKPOINT} to resume from (runs save one with train.checkpoint_every)"
@@ -141,7 +149,7 @@ def resume_run(
     spectra = [r for r in read_jsonl(path / SPECTRUM) if r.get("step", step) < step]
     write_atomic(path / METRICS, "".join(_jsonl(r) for r in prior))
     write_atomic(path / SPECTRUM, "".join(_jsonl(r) for r in spectra))
-    meta.update(status="running", ended=None)
+    meta.update(status="running", ended=None, **process_fields())
     meta.setdefault("resumed", []).append(
         {"at": _now(), "from_step": step, "command": command or " ".join(sys.argv)}
     )

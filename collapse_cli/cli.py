@@ -209,7 +209,7 @@ def _marked(value: str | None) -> Text:
     from .verdict import COMPLETE, DIMENSIONAL, HEALTHY
 
     styles = {COMPLETE: "red", DIMENSIONAL: "yellow", HEALTHY: "green", "running": "cyan"}
-    styles |= {"interrupted": "yellow", "diverged": "red", "failed": "red"}
+    styles |= {"interrupted": "yellow", "diverged": "red", "failed": "red", "died": "red"}
     return Text(value or "-", style=styles.get(value or "", ""))
 
 

@@ -13,7 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import CollapseError, ConfigError
-from .runs import CONFIG, META, METRICS, SPECTRUM, SUMMARY, is_run_dir, list_runs, read_json
+from .runs import (
+    CONFIG,
+    META,
+    METRICS,
+    SPECTRUM,
+    SUMMARY,
+    is_run_dir,
+    list_runs,
+    read_json,
+    writer_state,
+)
 from .runs import read_jsonl as _read_jsonl
 from .verdict import summarize
 
@@ -65,6 +75,10 @@ class Run:
 
     @property
     def status(self) -> str:
+        """meta.json's status, except ``died`` for a run whose meta.json still says ``running``
+        but whose process on this host is gone (meta.json itself is left as it is)."""
+        if writer_state(self.meta) == "gone":
+            return "died"
         return str(self.meta.get("status") or "unknown")
 
     @property

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import socket
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -128,6 +129,28 @@ def read_json(path: Path) -> dict[str, Any] | None:
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def process_fields() -> dict[str, Any]:
+    """Who is writing a run: this process's id and host, recorded in meta.json while it runs."""
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def writer_state(meta: dict[str, Any]) -> str:
+    """Whether the process that wrote a ``running`` meta.json still exists: ``alive``, ``gone``
+    (same host, no process with that id: killed, crashed, machine restarted) or ``unknown``
+    (not running, another host, or a meta.json without ``pid`` and ``host``). A recycled
+    process id reads as alive."""
+    pid, host = meta.get("pid"), meta.get("host")
+    if meta.get("status") != "running" or not isinstance(pid, int) or host != socket.gethostname():
+        return "unknown"
+    try:
+        os.kill(pid, 0)  # signal 0 sends nothing: it only checks that the process exists
+    except ProcessLookupError:
+        return "gone"
+    except OSError:  # PermissionError: it exists, owned by another user
+        pass
+    return "alive"
 
 
 def is_run_dir(path: Path) -> bool:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -223,6 +225,45 @@ def test_resume_after_a_crash_drops_rows_past_the_checkpoint(tmp_path: Path):
         f.write('{"step": 70, "loss": 1')  # torn line of a dying process
     resume_run(crashed, runs_dir=tmp_path / "b")  # the checkpoint is at step 60 (the end)
     assert _numbers(crashed) == _numbers(whole)
+
+
+def _listed_status(cli, runs: Path, run: Path) -> str:
+    result = cli("list", "--runs-dir", runs)
+    assert result.exit_code == 0, result.output
+    (line,) = [line for line in result.output.splitlines() if run.name in line]
+    return next(s for s in ("died", "running", "completed") if s in line)
+
+
+def test_a_run_whose_process_is_gone_lists_as_died_and_one_alive_cannot_be_resumed(
+    cli, tmp_path: Path
+):
+    """meta.json records the writing process; `list` tells a killed run from a running one and
+    `--resume` refuses a run whose process is still alive."""
+    config, overrides = RESUMABLE["plain objective, mini-batches"]
+    path, _ = run_experiment(CONFIGS / config, overrides, runs_dir=tmp_path)
+    meta = json.loads((path / "meta.json").read_text())
+    assert (meta["pid"], meta["host"]) == (os.getpid(), socket.gethostname())
+    (path / "summary.json").unlink()
+    resume = ("run", "--resume", path.name, "--runs-dir", tmp_path, "-q")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (path / "meta.json").write_text(json.dumps(meta | {"status": "running", "pid": child.pid}))
+        assert _listed_status(cli, tmp_path, path) == "running"
+        refused = cli(*resume)
+        assert refused.exit_code == 2 and "still running" in refused.output, refused.output
+        assert "Traceback" not in refused.output
+    finally:
+        child.kill()
+        child.wait()
+    assert _listed_status(cli, tmp_path, path) == "died"  # meta.json still says running
+    assert json.loads((path / "meta.json").read_text())["status"] == "running"
+    elsewhere = meta | {"status": "running", "pid": child.pid, "host": "another-machine"}
+    (path / "meta.json").write_text(json.dumps(elsewhere))
+    assert _listed_status(cli, tmp_path, path) == "running"  # cannot tell: not this host
+    (path / "meta.json").write_text(json.dumps(meta | {"status": "running", "pid": child.pid}))
+    resumed = cli(*resume)
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((path / "meta.json").read_text())["status"] == "completed"
 
 
 def test_checkpoints_load_with_weights_only(tmp_path: Path):
