@@ -108,8 +108,12 @@ def run_experiment(
     return path, _execute(cfg, parts, device, path, meta, reporter)
 
 
+RESUME_KEYS = ("train.steps",)  # what --resume may change: the run's length
+
+
 def resume_run(
     run: str | Path,
+    overrides: list[str] | None = None,
     *,
     runs_dir: str | Path = "runs",
     reporter: Any = None,
@@ -118,41 +122,70 @@ def resume_run(
     """Continue a run from its ``checkpoint.pt`` into the same folder.
 
     Metrics logged after the checkpoint are dropped and recomputed, so on the CPU a resumed run
-    ends with exactly the metrics of an uninterrupted one.
+    ends with exactly the metrics of an uninterrupted one. ``overrides`` may only set
+    ``train.steps``: a new length extends (or shortens) the run, a completed one included, and
+    the folder's config.yaml is updated; the metrics then equal those of a run started with
+    that length, except for schedules spread over ``train.steps`` (byol's and dino's cosine
+    momentum), which follow the new length only from the resumed step on.
     """
     from .train import build, load_checkpoint, resolve_device
 
     path = resolve_run(run, runs_dir)
+    overrides = list(overrides or [])
+    for item in overrides:
+        if item.partition("=")[0].strip() not in RESUME_KEYS:
+            raise ConfigError(
+                f"{item!r}: --resume takes only train.steps=N (to change the run's length); "
+                "every other setting is the run's own"
+            )
     meta = read_json(path / META)
     if meta is None:
         raise ConfigError(f"{path / META}: missing or unreadable; is this a run folder?")
-    if meta.get("status") == "completed":
-        raise ConfigError(f"{path}: the run has completed; there is nothing to resume")
     if writer_state(meta) == "alive" and meta.get("pid") != os.getpid():
         raise ConfigError(
             f"{path}: still running (process {meta['pid']} on this host); stop it before resuming"
+        )
+    own, _ = prepare(path / CONFIG)
+    cfg, label = prepare(path / CONFIG, overrides)
+    old_steps, steps = own.train.steps, cfg.train.steps
+    if meta.get("status") == "completed" and steps <= old_steps:
+        raise ConfigError(
+            f"{path}: the run has completed its {old_steps} steps; there is nothing to resume "
+            f"(to extend it: --resume RUN train.steps=N with N > {old_steps})"
         )
     if not (path / CHECKPOINT).is_file():
         raise ConfigError(
             f"{path}: no {CHECKPOINT} to resume from (runs save one with train.checkpoint_every)"
         )
-    cfg, label = prepare(path / CONFIG)
     try:
         state = load_checkpoint(path / CHECKPOINT)
     except Exception as e:
         raise ConfigError(f"{path / CHECKPOINT}: cannot load it ({type(e).__name__})") from None
+    step = int(state["step"])
+    if steps < step:
+        raise ConfigError(
+            f"{path}: train.steps={steps} ends before the checkpoint, saved after {step} steps"
+        )
     device = resolve_device(cfg.device)
     parts = build(cfg, label)
 
-    step = int(state["step"])
-    prior = [r for r in read_jsonl(path / METRICS) if r.get("step", step) < step]
-    spectra = [r for r in read_jsonl(path / SPECTRUM) if r.get("step", step) < step]
+    # Rows logged after the checkpoint are recomputed. When the length changes, so is the row
+    # logged only because it was the old last step, as a run of the new length would not log it.
+    last = old_steps - 1 if steps != old_steps and (old_steps - 1) % cfg.log.every else None
+
+    def kept(r: dict[str, Any]) -> bool:
+        return r.get("step", step) < step and r.get("step") != last
+
+    prior = [r for r in read_jsonl(path / METRICS) if kept(r)]
+    spectra = [r for r in read_jsonl(path / SPECTRUM) if kept(r)]
     write_atomic(path / METRICS, "".join(_jsonl(r) for r in prior))
     write_atomic(path / SPECTRUM, "".join(_jsonl(r) for r in spectra))
+    if steps != old_steps:
+        write_atomic(path / CONFIG, dump_yaml(resolved(cfg)))
     meta.update(status="running", ended=None, **process_fields())
-    meta.setdefault("resumed", []).append(
-        {"at": _now(), "from_step": step, "command": command or " ".join(sys.argv)}
-    )
+    entry = {"at": _now(), "from_step": step, "command": command or " ".join(sys.argv)}
+    entry |= {"steps": [old_steps, steps]} if steps != old_steps else {}
+    meta.setdefault("resumed", []).append(entry)
     write_json(path / META, meta)
     return path, _execute(cfg, parts, device, path, meta, reporter, resume=state, prior=prior)
 

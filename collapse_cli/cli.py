@@ -80,7 +80,8 @@ def run(
         str | None,
         typer.Option(
             help="Continue RUN (a path, a name or prefix under --runs-dir, or 'latest') from its "
-            "last checkpoint, in the same folder.",
+            "last checkpoint, in the same folder. The one override it takes, train.steps=N, "
+            "changes the run's length: a completed run can be extended.",
             metavar="RUN",
         ),
     ] = None,
@@ -109,9 +110,9 @@ def run(
     overrides += [f"device={device}"] * bool(device) + ["train.deterministic=true"] * deterministic
     with _user_errors():
         if resume is not None:
-            if config is not None or overrides:
-                raise ConfigError("--resume takes no config or overrides: the run's own are used")
-            cfg = load_config(resolve_run(resume, runs_dir) / CONFIG)
+            # With --resume the first positional argument is an override, not a config.
+            overrides = [str(config)] * (config is not None) + overrides
+            cfg = load_config(resolve_run(resume, runs_dir) / CONFIG, overrides)
         elif config is None:
             raise ConfigError("give a config (collapse run configs/infonce.yaml) or --resume RUN")
         else:
@@ -122,7 +123,7 @@ def run(
         try:
             if resume is not None:
                 path, summary = resume_run(
-                    resume, runs_dir=runs_dir, reporter=reporter, command=command
+                    resume, overrides, runs_dir=runs_dir, reporter=reporter, command=command
                 )
             else:
                 path, summary = run_experiment(

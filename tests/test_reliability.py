@@ -213,6 +213,35 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path, case: str)
     assert meta["status"] == "completed" and meta["resumed"][0]["from_step"] == 23
 
 
+def test_a_completed_run_extended_on_resume_equals_a_longer_run(cli, tmp_path: Path):
+    """train.steps=N on --resume: the same metrics as a run started with N steps (the row
+    logged only because it was the old last step is dropped), config.yaml updated."""
+    config, overrides = RESUMABLE["plain objective, mini-batches"]  # 60 steps, checkpoints /10
+    longer, _ = run_experiment(CONFIGS / config, [*overrides, "train.steps=90"], runs_dir=tmp_path)
+    short, _ = run_experiment(CONFIGS / config, overrides, runs_dir=tmp_path / "b")
+    assert 59 in [r["step"] for r in read_jsonl(short / "metrics.jsonl")]  # 59 % 7 != 0
+    runs = ("--runs-dir", tmp_path / "b")
+    done = cli("run", "--resume", short.name, "train.steps=90", *runs, "-q")
+    assert done.exit_code == 0, done.output
+    assert _numbers(short) == _numbers(longer)
+    assert yaml.safe_load((short / "config.yaml").read_text())["train"]["steps"] == 90
+    meta = json.loads((short / "meta.json").read_text())
+    assert meta["status"] == "completed" and meta["resumed"][-1]["steps"] == [60, 90]
+    summary = json.loads((short / "summary.json").read_text())
+    assert summary["steps"] == summary["steps_done"] == 90
+
+    for args, message in [
+        (["train.steps=90"], "has completed its 90 steps"),
+        (["train.steps=80"], "has completed its 90 steps"),
+        (["optimizer.lr=0.1"], "takes only train.steps=N"),
+        (["train.steps=zero"], "train.steps"),
+    ]:
+        refused = cli("run", "--resume", short.name, *args, *runs, "-q")
+        assert refused.exit_code == 2 and message in refused.output, refused.output
+        assert "Traceback" not in refused.output
+    assert _numbers(short) == _numbers(longer)  # nothing was touched
+
+
 def test_resume_after_a_crash_drops_rows_past_the_checkpoint(tmp_path: Path):
     """A killed process leaves status 'running' and rows logged after its last checkpoint."""
     config, overrides = RESUMABLE["plain objective, mini-batches"]
@@ -223,6 +252,8 @@ def test_resume_after_a_crash_drops_rows_past_the_checkpoint(tmp_path: Path):
     (crashed / "summary.json").unlink()
     with (crashed / "metrics.jsonl").open("a") as f:
         f.write('{"step": 70, "loss": 1')  # torn line of a dying process
+    with pytest.raises(ConfigError, match="ends before the checkpoint, saved after 60 steps"):
+        resume_run(crashed, ["train.steps=30"], runs_dir=tmp_path / "b")
     resume_run(crashed, runs_dir=tmp_path / "b")  # the checkpoint is at step 60 (the end)
     assert _numbers(crashed) == _numbers(whole)
 
