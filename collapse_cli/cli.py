@@ -79,9 +79,9 @@ def run(
     resume: Annotated[
         str | None,
         typer.Option(
-            help="Continue RUN (a path, a name or prefix under --runs-dir, or 'latest') from its "
-            "last checkpoint, in the same folder. The one override it takes, train.steps=N, "
-            "changes the run's length: a completed run can be extended.",
+            help="Continue RUN (as for plot: a path, a folder prefix, a run name, or 'latest') "
+            "from its last checkpoint, in the same folder. The one override it takes, "
+            "train.steps=N, changes the run's length: a completed run can be extended.",
             metavar="RUN",
         ),
     ] = None,
@@ -193,7 +193,8 @@ def components(
 RunArg = Annotated[
     str,
     typer.Argument(
-        help="A run: its folder, its name or a unique prefix of it under --runs-dir, or 'latest'."
+        help="A run: its folder, a unique prefix of its folder name under --runs-dir, its run "
+        "name when unique, or 'latest'."
     ),
 ]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Write the figures here instead.")]

@@ -168,7 +168,9 @@ def list_runs(runs_dir: str | Path) -> list[Path]:
 
 
 def resolve_run(spec: str | Path, runs_dir: str | Path = "runs") -> Path:
-    """A run folder from a path, a folder name or unique prefix in ``runs_dir``, or ``latest``."""
+    """A run folder from a path, a folder name or unique prefix of one in ``runs_dir``, the
+    run's own name (the part after the time stamp) when exactly one run there has it, or
+    ``latest``."""
     runs_dir = Path(runs_dir)
     path = Path(spec)
     if path.is_dir():
@@ -181,12 +183,16 @@ def resolve_run(spec: str | Path, runs_dir: str | Path = "runs") -> Path:
             raise ConfigError(f"{runs_dir}: no runs yet")
         return runs[0]
     matches = [p for p in runs if p.name.startswith(str(spec))]
+    what = "runs match"
+    if not matches:  # the run's name: <YYYYmmdd-HHMMSS>-<name>[-k]
+        named = re.compile(rf"\d{{8}}-\d{{6}}-{re.escape(str(spec))}(-\d+)?")
+        matches, what = [p for p in runs if named.fullmatch(p.name)], "runs have that name"
     if len(matches) == 1:
         return matches[0]
     if not matches:
         raise ConfigError(f"{spec}: no such run in {runs_dir}")
     names = ", ".join(p.name for p in matches[:10]) + (" ..." if len(matches) > 10 else "")
-    raise ConfigError(f"{spec}: ambiguous, {len(matches)} runs match: {names}")
+    raise ConfigError(f"{spec}: ambiguous, {len(matches)} {what} (newest first): {names}")
 
 
 def sanitize_name(name: str) -> str:

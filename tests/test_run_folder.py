@@ -119,6 +119,18 @@ def test_resolve_run_by_path_prefix_and_latest(short_run):
         resolve_run("nothing-like-it", path.parent)
 
 
+def test_resolve_run_by_its_name(tmp_path: Path):
+    for folder in ["20260101-000000-probe", "20260101-000100-probe-2", "20260102-000000-other"]:
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "meta.json").write_text("{}")
+    assert resolve_run("other", tmp_path) == tmp_path / "20260102-000000-other"
+    with pytest.raises(ConfigError, match="ambiguous, 2 runs have that name"):
+        resolve_run("probe", tmp_path)
+    assert resolve_run("20260101-0001", tmp_path) == tmp_path / "20260101-000100-probe-2"
+    with pytest.raises(ConfigError, match="no such run"):
+        resolve_run("prob", tmp_path)
+
+
 def test_mini_batches_and_an_mlp_run(tmp_path: Path):
     path, summary = run_experiment(
         CONFIGS / "collapse.yaml",
