@@ -243,6 +243,10 @@ def _execute(
         rank_ceiling=min(dim, result.batch_size - 1),
         initial_rank=reference_rank,
     )
+    if parts.data is not None and any("knn_acc" in r for r in rows):
+        from .metrics import knn_chance
+
+        summary["knn_chance"] = knn_chance(parts.data.labels_test)
     if result.diverged_at is not None:
         last = rows[-1]["step"] if rows else None
         summary["diverged_at"] = result.diverged_at

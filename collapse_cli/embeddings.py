@@ -14,7 +14,7 @@ from .arrays import load_labels, read_array
 from .config import VerdictConfig
 from .data import _check_split, split
 from .errors import ConfigError
-from .metrics import compute_metrics, knn_accuracy
+from .metrics import compute_metrics, knn_accuracy, knn_chance
 from .readings import readings
 from .runs import write_json
 from .verdict import verdict
@@ -99,8 +99,7 @@ def _knn(z: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
     x, y = part.x[:KNN_MAX_TRAIN], part.labels[:KNN_MAX_TRAIN]
     x_test, y_test = part.x_test[:KNN_MAX_TEST], part.labels_test[:KNN_MAX_TEST]
     acc = knn_accuracy(x, y, x_test, y_test, k=KNN_K)
-    chance = float(torch.bincount(y_test).max()) / len(y_test)  # always guess the top class
-    info = {"accuracy": acc, "chance": chance, "classes": int(labels.unique().numel())}
+    info = {"accuracy": acc, "chance": knn_chance(y_test), "classes": int(labels.unique().numel())}
     info |= {"k": min(KNN_K, len(y)), "train": len(y), "test": len(y_test)}
     return info | {"test_fraction": KNN_TEST_FRACTION, "seed": KNN_SEED}
 

@@ -366,6 +366,12 @@ def grad_norm(parameters: Iterable[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(norms))
 
 
+def knn_chance(test_labels: torch.Tensor) -> float:
+    """The chance level of `knn_accuracy`: the share of the largest class among the held-out
+    labels, what always guessing it scores."""
+    return float(torch.bincount(test_labels.long()).max()) / len(test_labels)
+
+
 KNN_BLOCK = 1 << 23  # elements of one block of test-train similarities (64 MiB in float64)
 
 

@@ -203,6 +203,17 @@ def _std_l2(ax: Axes, run: Run) -> None:
     ax.legend(loc="best")
 
 
+def _knn(ax: Axes, run: Run) -> None:
+    k = (run.config.get("log") or {}).get("knn_k", 20)
+    ax.plot(run.array("step"), run.array("knn_acc"), color=OKABE_ITO[4], label="kNN accuracy")
+    chance = run.summary.get("knn_chance")
+    if chance is not None:
+        _reference(ax, chance, f"chance (largest class) = {chance:.3g}", note=False)
+        ax.legend(loc="best")
+    ax.set_ylim(0, 1.02)
+    ax.set(title="kNN accuracy on held-out data", xlabel="step", ylabel=f"accuracy (k = {k})")
+
+
 def _isotropic(ax: Axes, d: int | None, *ys: np.ndarray, note: bool = False) -> None:
     import numpy as np
 
@@ -276,17 +287,22 @@ PANELS: dict[str, Callable[[Axes, Run], None]] = {
     "std_l2": _std_l2,
     "spectrum": _heatmap,
     "final_spectrum": _final_spectrum,
+    "knn": _knn,
 }
+NEEDS = {"knn": "knn_acc"}  # panels drawn only for runs that logged this metric
 OVERVIEW_MARGINS = {"left": 0.05, "right": 0.985, "top": 0.91, "wspace": 0.22, "hspace": 0.32}
 OVERVIEW = ["loss", "variance", "min_eig", "rank", "std_l2", "final_spectrum"]
 
 
 def figures(run: Run | str | Path) -> dict[str, Figure]:
-    """One Figure per panel (the keys of PANELS) and ``overview`` with the main six."""
+    """One Figure per panel (the keys of PANELS; ``knn`` only for a run that logged
+    ``knn_acc``) and ``overview`` with the main six."""
     run = run if isinstance(run, Run) else load_run(run)
     out: dict[str, Figure] = {}
     with _style():
         for name, panel in PANELS.items():
+            if name in NEEDS and not any(v is not None for v in run.column(NEEDS[name])):
+                continue
             fig = _figure(1, 1, (6.4, 4), right=0.98 if name == "spectrum" else 0.96)
             panel(fig.axes[0], run)
             out[name] = fig
@@ -313,6 +329,7 @@ COMPARED = {  # metric -> (title, y label)
     "uniformity": ("Uniformity", "log E exp(−2‖u−v‖²)"),
     "mean_cosine": ("Mean cosine similarity", "mean cosine (1 = collapsed)"),
     "alignment": ("Alignment", "E‖u−u⁺‖²"),
+    "knn_acc": ("kNN accuracy on held-out data", "kNN accuracy"),
     "grad_norm": ("Gradient norm", "grad norm (log)"),
 }
 COMPARE_OVERVIEW = ["loss", "variance", "min_eig", "effective_rank", "rank", "std_l2"]
@@ -339,6 +356,8 @@ def _overlay(ax: Axes, runs: list[Run], labels: list[str], key: str) -> None:
         for c in sorted({r.rank_ceiling for r in runs if r.rank_ceiling}):
             _ceiling(ax, c, note=True)
         ax.set_ylim(bottom=0)
+    if key == "knn_acc":
+        ax.set_ylim(0, 1.02)
     if key == "std_l2":
         for d in sorted({r.dim for r in runs if r.dim}):
             _isotropic(ax, d, *ys, note=True)

@@ -274,6 +274,33 @@ def test_compare_runs_of_different_lengths_and_metrics(tmp_path: Path) -> None:
     assert [len(line.get_xdata()) for line in ax.get_lines()] == [20, 5]  # each on its own steps
 
 
+def test_labelled_runs_get_a_knn_panel_and_overlay(tmp_path: Path) -> None:
+    """knn.png only for runs that logged knn_acc; its line is the logged values on a 0-1 axis."""
+    a = write_run(tmp_path, "20250101-000000-a", {"log": {"knn_k": 5}}, extra={"knn_acc": 0.0})
+    b = write_run(tmp_path, "20250101-000001-b", extra={"knn_acc": 0.0})
+    accuracies = [0.9 - 0.05 * i for i in range(10)]  # one per logged step (100 steps, every 10)
+    rows = [json.loads(line) for line in (a / "metrics.jsonl").read_text().splitlines()]
+    for row, acc in zip(rows, accuracies, strict=True):
+        row["knn_acc"] = acc
+    (a / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = json.loads((a / "summary.json").read_text())
+    (a / "summary.json").write_text(json.dumps(summary | {"knn_chance": 0.125}))
+
+    (ax,) = figures(a)["knn"].axes
+    line, chance = ax.get_lines()
+    assert list(chance.get_ydata()) == [0.125, 0.125] and "chance" in chance.get_label()
+    assert list(line.get_ydata()) == accuracies and list(line.get_xdata()) == list(
+        range(0, 100, 10)
+    )
+    assert ax.get_ylim() == (0, 1.02) and "k = 5" in ax.get_ylabel()
+    assert "knn" not in figures(write_run(tmp_path, "20250101-000002-plain"))
+
+    result = compare_runs([a, b], figures=False)
+    (ax,) = compare_figures(result.runs, result.labels, ["knn_acc"])["knn_acc"].axes
+    assert [list(line.get_ydata()) for line in ax.get_lines()] == [accuracies, [0.0] * 10]
+    assert "kNN" in ax.get_title() and ax.get_ylim() == (0, 1.02)
+
+
 # --------------------------------------------------------------------------- the CLI
 
 

@@ -4,6 +4,7 @@ loading and its errors, and the encoders that read image shapes."""
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -250,3 +251,7 @@ def test_runs_on_labelled_data_log_knn_accuracy(tmp_path: Path):
     share = float((data.labels_test == majority).double().mean())
     _, everyone = run_experiment(cfg, ["log.knn_k=100000"], runs_dir=tmp_path)
     assert everyone["final"]["knn_acc"] == pytest.approx(share) and share < 0.5
+    # summary.json's chance level: the share of the largest held-out class.
+    counts = Counter(data.labels_test.tolist())
+    assert summary["knn_chance"] == max(counts.values()) / len(data.labels_test)
+    assert "knn_chance" not in plain
