@@ -98,7 +98,8 @@ def main() -> None:
         opt.step()
         finite &= torch.isfinite(loss.detach())
         if step % every == 0 or step == steps - 1:
-            values, eigs = compute_metrics(z.detach().float())
+            precision = torch.bfloat16 if args.bf16 else None  # as collapse run: the rank tolerance
+            values, eigs = compute_metrics(z.detach(), precision=precision)
             ok, loss_v, gnorm = torch.stack(
                 [finite.double(), loss.detach().double(), grad_norm(params).double()]
             ).tolist()

@@ -110,8 +110,6 @@ def inspect_embeddings(
     """Every metric of `compute_metrics` on z (plus ``knn_acc`` with labels), the spectrum, the
     verdict against the attainable rank min(N − 1, d) and a reading of each value."""
     dtype = str(check_embeddings(z).dtype).removeprefix("torch.")
-    if z.dtype in (torch.float16, torch.bfloat16):  # their rank tolerance nears 1 (metrics.md)
-        z, dtype = z.float(), f"{dtype}, measured as float32"
     n, d = z.shape
     metrics, eigs = compute_metrics(z)
     knn = _knn(z, labels) if labels is not None else None

@@ -173,16 +173,30 @@ def spectrum(z: torch.Tensor) -> torch.Tensor:
 
 
 def rank_tolerance(n: int, d: int, dtype: torch.dtype = torch.float32) -> float:
-    """Relative eigenvalue tolerance of `numerical_rank`: λ_i counts when λ_i > λ₁ · rtol, with
+    """Relative eigenvalue tolerance of `numerical_rank`: λ_i counts when λ_i > λ₁ · rtol.
+
+    Embeddings computed in ``dtype`` (float32, float64):
 
     rtol = max((max(N, d) · eps)², max(N, d) · eps_f64),   eps = machine epsilon of ``dtype``.
 
     The first term is numpy.linalg.matrix_rank's default (σ_i > σ₁ · max(N, d) · eps) on the
     singular values of Zc, squared because λ ∝ σ²; the second is the same rule for the float64
     matrix C itself, the resolution of its decomposition (it only matters for float64 input).
-    float32, N = 512, d = 128: rtol = 3.7e-9. bfloat16 reaches rtol = 1 (rank 0) at
-    max(N, d) = 128: pass float32 embeddings when training in bfloat16.
+    float32, N = 512, d = 128: rtol = 3.7e-9.
+
+    16-bit ``dtype`` (float16, bfloat16: autocast outputs, half-precision files): the values are
+    taken as wider results rounded once to 16 bits, which moves each entry by at most u·|z|,
+    u = eps/2. The rounding error E then has ‖E‖₂ ≤ ‖E‖_F ≤ u·‖Z‖_F ≤ u·√min(N, d)·σ₁(Z), and
+    no singular value of Zc moves by more (Weyl), so
+
+    rtol = max(u² · min(N, d), float32's rtol),
+
+    relative to σ₁(Z)²/(N−1). bfloat16, N = 512, d = 128: 1.95e-3; float16: 3.0e-5. (The
+    matrix_rank rule would reach 1, rank 0, at max(N, d) = 128 for bfloat16.)
     """
+    if torch.finfo(dtype).bits <= 16:
+        u = torch.finfo(dtype).eps / 2
+        return max(u * u * min(n, d), rank_tolerance(n, d, torch.float32))
     m = max(n, d)
     return max((m * torch.finfo(dtype).eps) ** 2, m * torch.finfo(torch.float64).eps)
 
@@ -434,7 +448,7 @@ def _read_back(
 
 @torch.no_grad()
 def compute_metrics(
-    z: torch.Tensor, z_pos: torch.Tensor | None = None
+    z: torch.Tensor, z_pos: torch.Tensor | None = None, precision: torch.dtype | None = None
 ) -> tuple[dict[str, float], torch.Tensor]:
     """All embedding metrics of one log step from ONE eigendecomposition of the covariance
     (plus rankme's Gram); returns (metrics as python floats/ints, eigenvalues float64
@@ -448,7 +462,9 @@ def compute_metrics(
     decomposed on the CPU. ``rank`` is an int. ``uniformity`` and ``mean_cosine`` are absent
     when N < 2, ``alignment`` without z_pos, ``alpha_req`` when rank < ALPHA_MIN_RANK.
     Non-finite z (a diverged step) gives NaN for every metric (rank included) and a NaN
-    spectrum, never an exception.
+    spectrum, never an exception. ``precision`` is the dtype z was computed in, which sets the
+    rank tolerance (`rank_tolerance`); default z.dtype (bfloat16 under autocast, whatever the
+    dtype of the last operation).
     """
     z64 = _f64(z)
     n, d = z64.shape
@@ -472,7 +488,7 @@ def compute_metrics(
         keys = ["min_eig", "max_eig", "rank", "effective_rank", "rankme", "participation_ratio"]
         return {k: math.nan for k in [*values, *keys]}, eigs.fill_(math.nan)
     scale = max(float(eigs[0]), float(gram_eigs[0]) / max(n - 1, 1))  # σ₁(Z)²/(N−1) ≥ λ₁
-    rank = numerical_rank(eigs, n, z.dtype, scale)
+    rank = numerical_rank(eigs, n, precision or z.dtype, scale)
     out: dict[str, float] = {
         "variance": values.pop("variance"),
         "min_eig": float(eigs[-1]),

@@ -200,12 +200,11 @@ def train(
 
             # ---------------------------------------------------------------- log
             if step % every == 0 or step == steps - 1:
-                # bf16 embeddings are measured as float32 (float64 inside the metrics); see
-                # README: with autocast the rank tolerance is float32's.
-                z = out.z.detach().float() if bf16 else out.z.detach()
+                # Metrics in float64; under autocast the rank tolerance is bfloat16's.
+                z = out.z.detach()
                 z_pos = out.z_pos.detach() if out.z_pos is not None else None
-                z_pos = z_pos.float() if bf16 and z_pos is not None else z_pos
-                values, eigenvalues = metrics.compute_metrics(z, z_pos)
+                precision = torch.bfloat16 if bf16 else None
+                values, eigenvalues = metrics.compute_metrics(z, z_pos, precision)
                 head = torch.stack(
                     [finite.double(), out.loss.detach().double()]
                     + [metrics.grad_norm(trainable).double()]

@@ -124,3 +124,14 @@ def test_a_run_folder_config_repeats_the_run_exactly(demo_runs, tmp_path):
 
     assert numbers(again) == numbers(path)
     assert json.loads((again / "meta.json").read_text())["name"] == "collapse"
+
+
+def test_demo_2_under_bf16_autocast_keeps_rank_32(tmp_path):
+    """Under train.autocast: bf16 the embeddings carry bfloat16 rounding in every direction;
+    the rank tolerance of that precision still reads rank 32 of 128 and the verdict healthy,
+    as in float32 (with float32's tolerance the rounding read as rank 128 and the verdict as
+    dimensional collapse)."""
+    overrides = ["train.autocast=bf16", "train.steps=20", "log.every=10"]
+    _, summary = run_experiment(CONFIGS / "infonce.yaml", overrides, runs_dir=tmp_path)
+    assert summary["initial_rank"] == 32 and summary["final"]["rank"] == 32
+    assert summary["verdict"] == "healthy", summary["verdict_reason"]

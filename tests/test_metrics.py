@@ -270,8 +270,7 @@ def test_low_precision_input_is_upcast(dtype: torch.dtype) -> None:
     ref = np_reference(z.float().numpy())
     for key in ("variance", "effective_rank", "rankme", "std_l2", "uniformity", "mean_cosine"):
         assert got[key] == pytest.approx(ref[key], rel=1e-7, abs=1e-9), key
-    # Rank uses the input dtype's eps: (64 · eps)² is 0.004 (float16) or 0.25 (bfloat16) of λ₁,
-    # which 8 equal singular values clear even after rounding to that dtype.
+    # 8 equal singular values clear the 16-bit tolerance even after rounding to that dtype.
     flat = with_singular_values(64, np.full(8, 10.0)).to(dtype)
     assert M.compute_metrics(flat)[0]["rank"] == 8
 
@@ -279,7 +278,29 @@ def test_low_precision_input_is_upcast(dtype: torch.dtype) -> None:
 def test_rank_tolerance_values() -> None:
     assert M.rank_tolerance(512, 128, torch.float32) == pytest.approx((512 * 2**-23) ** 2)
     assert M.rank_tolerance(512, 128, torch.float64) == pytest.approx(512 * 2**-52)
-    assert M.rank_tolerance(10, 64, torch.float16) == pytest.approx((64 * 2**-10) ** 2)
+    # 16 bits: (u² · min(N, d)), u half of eps (2⁻¹⁰ float16, 2⁻⁷ bfloat16)
+    assert M.rank_tolerance(10, 64, torch.float16) == pytest.approx(2**-22 * 10)
+    assert M.rank_tolerance(512, 128, torch.bfloat16) == pytest.approx(2**-16 * 128)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_rank_of_low_rank_embeddings_rounded_to_16_bits(dtype: torch.dtype) -> None:
+    """A rank-32 matrix of 512 × 128 rounded to 16 bits: the rounding fills the 96 empty
+    directions with small eigenvalues (for bfloat16 above float32's tolerance, which counts
+    them as rank); the 16-bit bound (u² · min(N, d) of σ₁(Z)²/(N − 1)) lies above all of them
+    and below the 32 real ones."""
+    g = torch.Generator().manual_seed(21)
+    exact = (torch.randn(512, 32, generator=g) @ torch.randn(32, 128, generator=g)).double()
+    exact += 3.0  # a mean far from 0, as real embeddings have: the error scales with it
+    z = exact.to(dtype)
+    eigs = M.spectrum(z)
+    scale = float(torch.linalg.matrix_norm(z.double(), ord=2)) ** 2 / 511
+    noise = float(eigs[32]) / scale  # the largest eigenvalue that is only rounding
+    assert 0 < noise < M.rank_tolerance(512, 128, dtype) < float(eigs[31]) / scale
+    assert M.compute_metrics(z)[0]["rank"] == 32
+    assert M.compute_metrics(z.float(), precision=dtype)[0]["rank"] == 32
+    if dtype == torch.bfloat16:  # float32's tolerance counts bfloat16's rounding as rank
+        assert M.compute_metrics(z.float())[0]["rank"] > 32
 
 
 def test_compute_metrics_keys_and_spectrum() -> None:
