@@ -43,7 +43,7 @@ LOGS_PER_OWN_LENGTH = 4  # log steps per config length: the own length itself is
 
 
 class Probe:
-    """A reporter for collapse_cli.train.train that also reads the encoder at each log step."""
+    """A reporter for the training loop that also reads the encoder at each log step."""
 
     def __init__(self, encoder: Any, x: Any) -> None:
         self.encoder, self.x, self.rows = encoder, x, []
@@ -80,17 +80,18 @@ def long_run(name: str, scale: float, workdir: Path) -> dict[str, Any]:
     """Train configs/<name>.yaml for scale × its steps; the Probe's rows and the timing."""
     import torch
 
-    from collapse_cli.api import prepare
-    from collapse_cli.runs import RunWriter
-    from collapse_cli.train import build, train
+    from collapse_cli.config import load_config
+    from collapse_cli.rundir import RunWriter
+    from collapse_cli.training.build import build
+    from collapse_cli.training.loop import train
 
-    cfg, _ = prepare(ROOT / "configs" / f"{name}.yaml")
+    cfg = load_config(ROOT / "configs" / f"{name}.yaml")
     own = cfg.train.steps
     horizon = max(1, round(own * scale))
     every = max(1, own // LOGS_PER_OWN_LENGTH)
     overrides = [f"train.steps={horizon}", f"log.every={every}", "log.spectrum=false"]
-    cfg, label = prepare(ROOT / "configs" / f"{name}.yaml", overrides)
-    parts = build(cfg, label)
+    cfg = load_config(cfg, overrides)
+    parts = build(cfg)
     assert parts.data is not None and parts.data.labels_test is not None, f"{name}: no labels"
     folder = workdir / name
     folder.mkdir()

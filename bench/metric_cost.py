@@ -3,7 +3,7 @@
 The floor is ``torch.linalg.eigvalsh`` of the precomputed float64 covariance, on the same
 device; the target is suite ≤ 2 × floor at each (N, d). Also timed: the covariance product
 alone, which any covariance-based suite must form first (float64: the plain GEMM ``zcᵀ zc``,
-and ``metrics._syrk``, the blocks on and above the diagonal only, as the suite forms it), and,
+and ``linalg.syrk``, the blocks on and above the diagonal only, as the suite forms it), and,
 with ``--baseline REV``, the ``compute_metrics`` of collapse_cli/metrics.py at git revision
 REV, interleaved with the current one and checked to give the same numbers.
 
@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from common import ROOT, fmt_s, interleave, machine, print_targets, save, table, target
 
+from collapse_cli import linalg as L
 from collapse_cli import metrics as M
 
 SIZES = [(512, 128), (4096, 512), (8192, 2048), (8192, 4096)]
@@ -113,7 +114,7 @@ def measure_size(
     fns = {
         "floor": timer(lambda: torch.linalg.eigvalsh(cov), device),
         "product": timer(lambda: zc.T @ zc, device),
-        "syrk": timer(lambda: M._syrk(zc), device),  # the product as compute_metrics forms it
+        "syrk": timer(lambda: L.syrk(zc), device),  # the product as compute_metrics forms it
         "suite": timer(lambda: M.compute_metrics(z), device),
     }
     row: dict[str, Any] = {"n": n, "d": d}
@@ -132,15 +133,15 @@ def measure_size(
 def measure_routes(n: int, d: int, device: torch.device, repeats: int) -> dict[str, Any]:
     """CUDA only: the suite with both eigendecompositions on the device vs on the host."""
     z = embeddings(n, d, device)
-    keep = M.DEVICE_EIG_MIN
+    keep = L.DEVICE_EIG_MIN
 
     def with_threshold(t: int) -> Callable[[], Any]:
         def run() -> Any:
-            M.DEVICE_EIG_MIN = t
+            L.DEVICE_EIG_MIN = t
             try:
                 return M.compute_metrics(z)
             finally:
-                M.DEVICE_EIG_MIN = keep
+                L.DEVICE_EIG_MIN = keep
 
         return run
 

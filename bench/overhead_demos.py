@@ -48,12 +48,13 @@ TORCH = "import torch; torch.optim.Adam([torch.zeros(1, requires_grad=True)])"
 # --breakdown: what each side imports, and its end-of-run figures drawn from one run folder
 # (argv[1]) into argv[2], timed inside a fresh process (matplotlib's import included).
 IMPORTS = {
-    "collapse": TORCH + "; import collapse_cli.cli, collapse_cli.api, collapse_cli.train",
+    "collapse": TORCH + "; import collapse_cli.cli, collapse_cli.training",
     "bare": TORCH + "; import collapse_cli.metrics",
 }
 FIGURES = {
     "collapse": "import sys, time; from pathlib import Path; t = time.perf_counter(); "
-    "from collapse_cli.plots import plot_run; plot_run(Path(sys.argv[1]), Path(sys.argv[2])); "
+    "from collapse_cli.reading.figures import plot_run; "
+    "plot_run(Path(sys.argv[1]), Path(sys.argv[2])); "
     "print(time.perf_counter() - t)",
     "bare": "import sys, time, json; from pathlib import Path; sys.path.insert(0, 'bench'); "
     "from bare_demo import draw; run = Path(sys.argv[1]); "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from collapse_cli.compare import ORDER
+from collapse_cli.catalogue import ORDER
 
 # The metrics a one-view run logs, in the order the comparison table shows them.
 KEYS = [k for k in ORDER if k not in ("alignment", "knn_acc")]

@@ -1,24 +1,29 @@
 """collapse: an experiment runner for studying representation collapse in embedding models.
 
-``run_experiment`` and ``load_run`` are imported lazily so that ``collapse --help`` stays fast
-and never imports torch.
+The API is imported lazily so that ``collapse --help`` stays fast and never imports torch:
+``run_experiment`` and ``resume_run`` (the write side), ``load_run`` (the read side).
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "load_run", "run_experiment"]
+
+_API = {
+    "run_experiment": ".training",
+    "resume_run": ".training",
+    "load_run": ".reading",
+}
+__all__ = ["__version__", *_API]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "run_experiment":
-        from .api import run_experiment
-
-        return run_experiment
-    if name == "load_run":
-        from .rundata import load_run
-
-        return load_run
+    if name in _API:
+        return getattr(import_module(_API[name], __name__), name)
     raise AttributeError(f"module 'collapse_cli' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])

@@ -1,4 +1,5 @@
-"""The ``collapse`` command: each command parses its options and calls one library function.
+"""The ``collapse`` command: each command parses its options, makes one library call and hands
+the result to one rendering function in display.py.
 
 Heavy modules (torch, matplotlib) are imported inside the commands, so ``collapse --help``
 answers at once.
@@ -14,9 +15,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
 from . import __version__
 from .errors import CollapseError, ConfigError
@@ -40,15 +38,25 @@ RunsDirOpt = Annotated[
     Path,
     typer.Option("--runs-dir", envvar="COLLAPSE_RUNS_DIR", help="Where run folders live."),
 ]
+RunArg = Annotated[
+    str,
+    typer.Argument(
+        help="A run: its folder, a unique prefix of its folder name under --runs-dir, its run "
+        "name when unique, or 'latest'."
+    ),
+]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Write the figures here instead.")]
 
 
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
     """A project error becomes one line on stderr and its exit code; no traceback."""
+    from .display import print_error
+
     try:
         yield
     except CollapseError as e:
-        err.print(f"[bold red]error:[/] {e}", soft_wrap=True, markup=True, highlight=False)
+        print_error(err, str(e))
         raise typer.Exit(e.exit_code) from None
 
 
@@ -100,10 +108,9 @@ def run(
 
     Exit codes: 0 completed, 2 bad config or input, 3 diverged (NaN/Inf), 130 interrupted.
     """
-    from .api import prepare, resume_run, run_experiment
     from .config import load_config
-    from .report import make_reporter, print_summary
-    from .runs import CONFIG, resolve_run
+    from .display import make_reporter, print_ending, print_summary
+    from .training import open_resume, resume_run, run_experiment
 
     command = " ".join(["collapse", *sys.argv[1:]])
     overrides = list(overrides or [])
@@ -112,49 +119,35 @@ def run(
         if resume is not None:
             # With --resume the first positional argument is an override, not a config.
             overrides = [str(config)] * (config is not None) + overrides
-            cfg = load_config(resolve_run(resume, runs_dir) / CONFIG, overrides)
+            job = open_resume(resume, overrides, runs_dir=runs_dir)
+            cfg, start = job.cfg, resume_run
         elif config is None:
             raise ConfigError("give a config (collapse run configs/infonce.yaml) or --resume RUN")
         else:
-            cfg, _ = prepare(config, overrides)
-        mode = "plain" if plain else "auto"
-        thresholds = cfg.log.verdict.model_dump()
-        reporter = None if quiet else make_reporter(out, mode, f"{cfg.name}", thresholds)
+            job = cfg = load_config(config, overrides)
+            start = run_experiment
+        mode, thresholds = "plain" if plain else "auto", cfg.log.verdict.model_dump()
+        reporter = None if quiet else make_reporter(out, mode, cfg.name, thresholds)
         try:
-            if resume is not None:
-                path, summary = resume_run(
-                    resume, overrides, runs_dir=runs_dir, reporter=reporter, command=command
-                )
-            else:
-                path, summary = run_experiment(
-                    config, overrides, runs_dir=runs_dir, reporter=reporter, command=command
-                )
+            path, summary = start(job, runs_dir=runs_dir, reporter=reporter, command=command)
         finally:
             if reporter is not None:
                 reporter.stop()
         print_summary(out, path, summary)
-    status = summary.get("status")
-    if status == "diverged":
-        err.print(f"[bold red]error:[/] run diverged: {summary['divergence']}", soft_wrap=True)
-        raise typer.Exit(3)
-    if status == "interrupted":
-        err.print(f"interrupted after {summary['steps_done']} steps; {path} holds what ran")
-        raise typer.Exit(130)
+    code = print_ending(err, path, summary)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
 def validate(config: ConfigArg, overrides: OverridesArg = None) -> None:
     """Check a config and its overrides without running it; print the resolved config."""
-    from .api import prepare
-    from .config import dump_yaml, resolved
-    from .train import build, resolve_device
+    from .display import print_valid
+    from .training.build import check
 
     with _user_errors():
-        cfg, label = prepare(config, list(overrides or []))
-        resolve_device(cfg.device)
-        build(cfg, label, materialize=False)
-    out.print(dump_yaml(resolved(cfg)).rstrip(), markup=False)
-    out.print(f"[green]ok[/]: {config} is a valid config")
+        text = check(config, list(overrides or []))
+    print_valid(out, text, config)
 
 
 @app.command()
@@ -165,56 +158,16 @@ def components(
 ) -> None:
     """List every dataset, encoder, loss and optimizer with its parameters and defaults."""
     from .config import registries
-    from .registry import type_text
+    from .display import print_components
 
     regs = registries()
     with _user_errors():
         if kind is not None and kind not in regs:
             raise ConfigError(f"{kind!r} is not a component kind; choose from {', '.join(regs)}")
-    for block, reg in regs.items():
-        if kind not in (None, block):
-            continue
-        table = Table(title=f"{block}  ([dim]YAML: {block}.name[/])", title_justify="left")
-        table.add_column("name", style="bold cyan", no_wrap=True)
-        table.add_column("parameters (default)")
-        table.add_column("description")
-        for name in reg.names():
-            params = "\n".join(
-                f"{p.name}: {type_text(p.annotation)}"
-                + ("  (required)" if p.required else f" = {p.default!r}")
-                for p in reg.params(name)
-            )
-            table.add_row(name, escape(params) or "-", escape(reg.get(name).description))
-        out.print(table)
+    print_components(out, regs, kind)
 
 
 # --------------------------------------------------------------------------- reading runs
-
-RunArg = Annotated[
-    str,
-    typer.Argument(
-        help="A run: its folder, a unique prefix of its folder name under --runs-dir, its run "
-        "name when unique, or 'latest'."
-    ),
-]
-OutOpt = Annotated[Path | None, typer.Option("--out", help="Write the figures here instead.")]
-
-
-def _print_table(table: Table) -> None:
-    """Print a table; piped output (files, CI logs) keeps its rows whole instead of wrapping
-    them at Rich's default 80 columns, which no terminal imposes there."""
-    (out if out.is_terminal else Console(width=200, highlight=False)).print(table)
-
-
-def _marked(value: str | None) -> Text:
-    """A status or verdict in the colour a reader scans for ("-" when there is none)."""
-    from .verdict import COMPLETE, DIMENSIONAL, HEALTHY
-
-    styles = {COMPLETE: "red", DIMENSIONAL: "yellow", HEALTHY: "green", "running": "cyan"}
-    styles |= {"interrupted": "yellow", "diverged": "red", "failed": "red", "died": "red"}
-    return Text(value or "-", style=styles.get(value or "", ""))
-
-
 @app.command()
 def plot(
     run: RunArg,
@@ -226,16 +179,12 @@ def plot(
 
     Loss, variance, λ_min and rank, ranks vs their ceiling, std_l2 vs 1/√d, spectra, overview.
     """
-    from .plots import plot_run
-    from .runs import resolve_run
+    from .display import print_figures
+    from .reading.figures import plot_named
 
     with _user_errors():
-        paths = plot_run(resolve_run(run, runs_dir), out_dir, fmt)
-        if not paths:
-            raise CollapseError(f"{run}: no metrics logged yet, nothing to plot")
-    names = ", ".join(p.name for p in paths)
-    out.print(f"{len(paths)} figures: {names}", soft_wrap=True, markup=False)
-    out.print(str(paths[0].parent), soft_wrap=True, markup=False)
+        paths = plot_named(run, runs_dir, out_dir, fmt)
+    print_figures(out, paths, paths[0].parent)
 
 
 @app.command()
@@ -250,59 +199,12 @@ def compare(
 
     Final, min and max of every metric, Δ to the first run; curves in RUNS_DIR/compare-<time>/.
     """
-    from .compare import compare_runs
-    from .report import fmt
-    from .runs import resolve_run
+    from .display import print_comparison
+    from .reading.compare import compare_named
 
     with _user_errors():
-        result = compare_runs([resolve_run(r, runs_dir) for r in runs], out_dir)
-    cols = [f"#{i + 1}" for i in range(len(result.runs))]
-
-    table = Table(title="runs", title_justify="left")
-    for name in ["", "name in legends", "id", "status", "steps", "verdict"]:
-        table.add_column(name, no_wrap=name in ("", "id"))
-    for col, label, r in zip(cols, result.labels, result.runs, strict=True):
-        s = r.summary
-        verdict = s.get("verdict") if r.finished else None
-        table.add_row(
-            col,
-            escape(label),
-            r.id,
-            _marked(r.status),
-            f"{s.get('steps_done', '-')}/{s.get('steps') or '-'}",
-            _marked(verdict),
-        )
-    _print_table(table)
-
-    if result.differing:
-        table = Table(title="config keys that differ", title_justify="left")
-        for name in ["key", *cols]:
-            table.add_column(name)
-        for key, values in result.differing.items():
-            table.add_row(key, *(escape(str(v)) for v in values))
-        _print_table(table)
-    else:
-        out.print("[dim]the configs are identical[/]")
-
-    table = Table(title="metrics (Δ: difference to #1)", title_justify="left")
-    table.add_column("metric", style="bold")
-    table.add_column("")
-    for col in cols:
-        table.add_column(col, justify="right", no_wrap=True)
-    for row in result.rows:
-        cells = []
-        for i, (v, d, text) in enumerate(zip(row.values, row.diffs, row.texts, strict=True)):
-            cell = text or fmt(v)
-            if i and d is not None and not (text or row.texts[0]):
-                cell += f" [dim]({'+' if d >= 0 else ''}{fmt(d)})[/]"
-            cells.append(cell)
-        first = row.stat == "final"
-        table.add_row(row.metric if first else "", row.stat, *cells, end_section=row.stat == "max")
-    _print_table(table)
-    if result.out:
-        names = ", ".join(p.name for p in result.figures)
-        out.print(f"{len(result.figures)} figures: {names}", soft_wrap=True, markup=False)
-        out.print(str(result.out), soft_wrap=True, markup=False)
+        result = compare_named(runs, runs_dir, out_dir)
+    print_comparison(out, result)
 
 
 @app.command("list")
@@ -311,39 +213,15 @@ def list_(runs_dir: RunsDirOpt = Path("runs")) -> None:
 
     Runs still going or that died are listed too, from the metrics they logged (no verdict).
     """
-    from rich import box
-
-    from .report import fmt
-    from .rundata import run_table
+    from .display import print_runs
+    from .reading.listing import run_table
 
     with _user_errors():
         rows = run_table(runs_dir)
-    if not rows:
-        out.print(f"no runs in {escape(str(runs_dir))}")
-        return
-    table = Table(title=escape(str(runs_dir)), title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ["id", "status", "objective", "steps", "variance", "eff. rank", "verdict"]:
-        numeric = name in ("steps", "variance", "eff. rank")
-        # The id is what the user copies into plot/compare: never cut it.
-        table.add_column(
-            name, justify="right" if numeric else "left", no_wrap=name == "id" or numeric
-        )
-    for r in rows:
-        table.add_row(
-            r["id"],
-            _marked(r["status"]),
-            escape(str(r["objective"] or "-")),
-            f"{fmt(r['steps_done'])}/{fmt(r['steps'])}",
-            fmt(r["variance"]),
-            fmt(r["effective_rank"]),
-            _marked(r["verdict"]),
-        )
-    _print_table(table)
+    print_runs(out, runs_dir, rows)
 
 
 # --------------------------------------------------------------------------- inspect
-
-
 @app.command("inspect")
 def inspect_(
     file: Annotated[
@@ -368,33 +246,12 @@ def inspect_(
 
     Writes inspect.json and spectrum.png (docs/inspect.md). Exit code 2: unusable input.
     """
-    import json
-
-    from .embeddings import inspect_file
-    from .report import fmt
-    from .verdict import min_eig_text
+    from .display import print_inspected
+    from .inspection import inspect_file
 
     with _user_errors():
         report, folder, replaced = inspect_file(file, labels, out_dir)
-    note = f" (replaced {' and '.join(replaced)})" if replaced else ""
-    if as_json:
-        typer.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
-        err.print(f"wrote inspect.json and spectrum.png{note} in", soft_wrap=True)
-        err.print(str(folder), soft_wrap=True, markup=False)
-        return
-    (n, d), m = report.shape, report.metrics
-    title = f"{escape(file.name)}: N = {n}, d = {d}, {report.dtype}"
-    table = Table(title=title, title_justify="left")
-    table.add_column("metric", style="bold", no_wrap=True)
-    table.add_column("value", justify="right", no_wrap=True)
-    table.add_column("reading")
-    for key, value in m.items():
-        shown = {"min_eig": min_eig_text(value, m["rank"], d), "rank": f"{value}/{d}"}
-        table.add_row(key, shown.get(key, fmt(value)), escape(report.readings.get(key, "")))
-    _print_table(table)
-    out.print(Text.assemble("verdict: ", _marked(report.verdict), f" ({report.reason})"))
-    out.print(f"wrote inspect.json and spectrum.png{note} in", soft_wrap=True)
-    out.print(str(folder), soft_wrap=True, markup=False)
+    print_inspected(out, err, file.name, report, folder, replaced, as_json)
 
 
 def main() -> None:

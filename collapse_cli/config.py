@@ -8,12 +8,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 
+from .catalogue import KNN_K
 from .errors import ConfigError
 from .registry import Registry
-from .runs import sanitize_name
+from .rundir import sanitize_name
 from .views import ViewsConfig
+from .yamlfile import parse_scalar, read_yaml
 
 
 class _Strict(BaseModel):
@@ -49,7 +59,7 @@ class TrainConfig(_Strict):
 class LogConfig(_Strict):
     every: int = Field(50, gt=0)
     spectrum: bool = True
-    knn_k: int = Field(20, gt=0)  # neighbours of knn_acc (labelled data with a held-out split)
+    knn_k: int = Field(KNN_K, gt=0)  # neighbours of knn_acc (labelled data with a held-out split)
     verdict: VerdictConfig = VerdictConfig()
 
 
@@ -64,6 +74,12 @@ class RunConfig(_Strict):
     views: ViewsConfig = ViewsConfig()
     train: TrainConfig = TrainConfig()
     log: LogConfig = LogConfig()
+    # Where it was loaded from (a path, or "config" for a dict): errors found later name it.
+    _source: str = PrivateAttr("config")
+
+    @property
+    def source(self) -> str:
+        return self._source
 
     @field_validator("device")
     @classmethod
@@ -99,31 +115,6 @@ def registries() -> dict[str, Registry]:
 # --------------------------------------------------------------------------- loading
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Parse a YAML file with the safe loader into a mapping, or raise ConfigError."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read it ({e.__class__.__name__})") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{path}: {where}invalid YAML: {problem}") from None
-    if doc is None:
-        raise ConfigError(
-            f"{path}: the file is empty; a config needs data, encoder, loss, optimizer"
-        )
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: a config must be a mapping of keys, not a {type(doc).__name__}")
-    return doc
-
-
 def apply_overrides(doc: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
     """Return a copy of ``doc`` with each ``key.path=value`` applied (values parsed as YAML)."""
     import copy
@@ -135,7 +126,7 @@ def apply_overrides(doc: dict[str, Any], overrides: list[str], source: str) -> d
         if not sep or not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", p) for p in parts):
             raise ConfigError(f"override {item!r}: expected key.path=value, e.g. train.steps=2000")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = parse_scalar(raw)
         except yaml.YAMLError:
             raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
         node = doc
@@ -150,11 +141,20 @@ def apply_overrides(doc: dict[str, Any], overrides: list[str], source: str) -> d
 
 
 def load_config(
-    source: str | Path | dict[str, Any], overrides: list[str] | None = None
+    source: str | Path | dict[str, Any] | RunConfig, overrides: list[str] | None = None
 ) -> RunConfig:
-    """Load, override and validate a config; every problem is a ConfigError naming its path."""
+    """Load, override and validate a config; every problem is a ConfigError naming its path.
+
+    ``source`` is a YAML path, a dict of the YAML's shape, or an already loaded RunConfig,
+    which is returned as it is when there are no overrides.
+    """
+    label = "config"
+    if isinstance(source, RunConfig):
+        if not overrides:
+            return source
+        source, label = resolved(source), source.source
     if isinstance(source, dict):
-        doc, label, stem = source, "config", "run"
+        doc, stem = source, "run"
     else:
         doc, label, stem = read_yaml(source), str(source), Path(source).stem
         if stem == "config" and Path(source).parent.name:  # runs/<id>/config.yaml repeats a run
@@ -177,16 +177,13 @@ def load_config(
         except ValidationError as e:
             raise ConfigError(f"{label}: {_describe(e, model, prefix=block)}") from None
         setattr(cfg, block, Component(name=spec.name, **params.model_dump()))
+    cfg._source = label
     return cfg
 
 
 def resolved(cfg: RunConfig) -> dict[str, Any]:
     """The config with every default filled in, as plain YAML-able data."""
     return cfg.model_dump(mode="json")
-
-
-def dump_yaml(data: dict[str, Any]) -> str:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
 
 
 # --------------------------------------------------------------------------- helpers

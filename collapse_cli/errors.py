@@ -1,4 +1,4 @@
-"""The project's error type; the CLI turns it into a one-line message and an exit code."""
+"""The project's error types, by kind; the CLI turns each into one line and an exit code."""
 
 from __future__ import annotations
 
@@ -15,7 +15,20 @@ class ConfigError(CollapseError):
     exit_code = 2
 
 
+class RunNotFoundError(CollapseError):
+    """A run named on the command line that is not there, or that more than one run matches."""
+
+    exit_code = 2
+
+
 class RunError(CollapseError):
     """A run that could not start or that stopped abnormally."""
+
+    exit_code = 1
+
+
+class ComponentBug(CollapseError):
+    """A component's own code failed (a ``TypeError`` inside it, not a bad config value): a bug
+    to report, with the component named, not a mistake in the YAML."""
 
     exit_code = 1

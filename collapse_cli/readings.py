@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .plots import SUB
+from .verdict import SUB, zero_range
 
 # Bands: (upper bound, text); the first bound the value is below picks the text.
 ALPHA_BANDS = [
@@ -52,8 +52,8 @@ def _min_eig(eigs: list[float], rank: int, n: int) -> str:
     if rank == d:
         return f"full rank; λ_min / λ_max = {eigs[-1] / eigs[0]:.2g}"
     why = "N − 1 < d" if rank == n - 1 < d else f"the rows span {rank} of {d} dimensions"
-    first, last, r = (str(i).translate(SUB) for i in (rank + 1, d, rank))
-    return f"λ{first}…λ{last} are 0 ({why}); the smallest nonzero λ{r} = {eigs[rank - 1]:.3g}"
+    r = str(rank).translate(SUB)
+    return f"{zero_range(rank, d)} are 0 ({why}); the smallest nonzero λ{r} = {eigs[rank - 1]:.3g}"
 
 
 def readings(

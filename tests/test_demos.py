@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from collapse_cli import run_experiment
-from collapse_cli.runs import read_jsonl
+from collapse_cli.rundir import read_jsonl
 
 from .conftest import CONFIGS
 

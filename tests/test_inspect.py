@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from collapse_cli.embeddings import inspect_embeddings, load_embeddings, load_labels
 from collapse_cli.errors import ConfigError
+from collapse_cli.inspection import inspect_embeddings, load_embeddings, load_labels
 from collapse_cli.metrics import compute_metrics
 from collapse_cli.readings import spread
 

@@ -335,11 +335,10 @@ BASE = {
 
 
 def _build(overrides: list[str]) -> None:
-    from collapse_cli.api import prepare
-    from collapse_cli.train import build
+    from collapse_cli.config import load_config
+    from collapse_cli.training.build import build
 
-    cfg, label = prepare(BASE, overrides)
-    build(cfg, label, materialize=False)
+    build(load_config(BASE, overrides))
 
 
 @pytest.mark.parametrize(
@@ -425,7 +424,7 @@ def test_vicreg_without_variance_reaches_knn_chance_once_embeddings_coincide(tmp
     about step 2,500 (configs/README.md, "How far kNN accuracy falls")."""
     pytest.importorskip("sklearn")
     from collapse_cli import run_experiment
-    from collapse_cli.runs import read_jsonl
+    from collapse_cli.rundir import read_jsonl
 
     overrides = ["train.steps=3200", "log.every=100", "log.spectrum=false"]
     path, _ = run_experiment(CONFIGS / "vicreg-no-variance.yaml", overrides, runs_dir=tmp_path)

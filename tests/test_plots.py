@@ -14,10 +14,11 @@ import yaml
 from typer.testing import CliRunner
 
 from collapse_cli.cli import app
-from collapse_cli.compare import ABSENT, compare_runs, differing_keys
 from collapse_cli.errors import CollapseError, ConfigError
-from collapse_cli.plots import compare_figures, figures, plot_run
-from collapse_cli.rundata import load_run, run_table
+from collapse_cli.reading import load_run, run_table
+from collapse_cli.reading.compare import ABSENT, compare_runs, differing_keys
+from collapse_cli.reading.figures import figures, plot_run
+from collapse_cli.reading.overlays import compare_figures
 
 PNG = b"\x89PNG\r\n\x1a\n"
 D, N, RANK = 16, 64, 8  # synthetic runs: rank 8 of 16, so λ_9…λ_16 are structurally zero
@@ -53,7 +54,7 @@ def write_run(
     decay: float = 0.02,
 ) -> Path:
     """A run folder written by hand, shaped like `collapse run` writes them."""
-    from collapse_cli.verdict import summarize
+    from collapse_cli.summary import build_summary
 
     path = root / name
     path.mkdir(parents=True)
@@ -74,9 +75,10 @@ def write_run(
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (path / "spectrum.jsonl").write_text("".join(json.dumps(s) + "\n" for s in spectra))
     if finished:
-        summary = summarize(rows, id=name, name=cfg["name"], status=status)
-        summary |= {"loss": cfg["loss"]["name"], "steps": steps, "steps_done": steps}
-        summary |= {"dim": D, "batch_size": N, "rank_ceiling": min(D, N - 1)}
+        summary = build_summary(
+            rows, run_id=name, name=cfg["name"], status=status, loss=cfg["loss"]["name"],
+            steps=steps, steps_done=steps, batch_size=N, dim=D,
+        )  # fmt: skip
         summary |= {"verdict": "healthy", "verdict_reason": "synthetic"}
         (path / "summary.json").write_text(json.dumps(summary))
     return path
@@ -207,7 +209,8 @@ def test_load_run_is_exported_lazily() -> None:
 
 def test_reading_and_comparing_import_neither_torch_nor_matplotlib() -> None:
     code = (
-        "import sys, collapse_cli.rundata, collapse_cli.compare, collapse_cli.plots\n"
+        "import sys, collapse_cli.reading.run, collapse_cli.reading.compare,"
+        " collapse_cli.reading.figures, collapse_cli.reading.overlays\n"
         "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collapse_cli import run_experiment
-from collapse_cli.api import resume_run
 from collapse_cli.config import load_config
 from collapse_cli.errors import CollapseError, ConfigError
-from collapse_cli.runs import read_jsonl
+from collapse_cli.rundir import read_jsonl
+from collapse_cli.training import resume_run
 
 from .conftest import CONFIGS, ROOT
 
@@ -71,7 +71,7 @@ def test_an_unwritable_runs_folder_fails_before_training(tmp_path: Path):
 def test_parallel_processes_get_distinct_folders(tmp_path: Path):
     """Eight processes, started together, each make two folders of the same name and second."""
     code = (
-        "import sys; from collapse_cli.runs import create_run_dir; "
+        "import sys; from collapse_cli.rundir import create_run_dir; "
         "print(create_run_dir(sys.argv[1], 'same')); print(create_run_dir(sys.argv[1], 'same'))"
     )
     procs = [

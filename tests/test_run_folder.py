@@ -12,8 +12,8 @@ import torch
 import yaml
 
 from collapse_cli import run_experiment
-from collapse_cli.errors import ConfigError
-from collapse_cli.runs import RunWriter, create_run_dir, read_jsonl, resolve_run
+from collapse_cli.errors import RunNotFoundError
+from collapse_cli.rundir import RunWriter, create_run_dir, read_jsonl, resolve_run
 
 from .conftest import CONFIGS
 
@@ -115,7 +115,7 @@ def test_resolve_run_by_path_prefix_and_latest(short_run):
     assert resolve_run(path) == path
     assert resolve_run("latest", path.parent) == path
     assert resolve_run(path.name[:10], path.parent) == path
-    with pytest.raises(ConfigError, match="no such run"):
+    with pytest.raises(RunNotFoundError, match="no such run"):
         resolve_run("nothing-like-it", path.parent)
 
 
@@ -124,10 +124,10 @@ def test_resolve_run_by_its_name(tmp_path: Path):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "meta.json").write_text("{}")
     assert resolve_run("other", tmp_path) == tmp_path / "20260102-000000-other"
-    with pytest.raises(ConfigError, match="ambiguous, 2 runs have that name"):
+    with pytest.raises(RunNotFoundError, match="ambiguous, 2 runs have that name"):
         resolve_run("probe", tmp_path)
     assert resolve_run("20260101-0001", tmp_path) == tmp_path / "20260101-000100-probe-2"
-    with pytest.raises(ConfigError, match="no such run"):
+    with pytest.raises(RunNotFoundError, match="no such run"):
         resolve_run("prob", tmp_path)
 
 

@@ -185,11 +185,11 @@ def test_bad_files_are_clear_errors(tmp_path: Path):
 
 
 def test_a_pickled_npy_is_a_config_error_in_a_run(tmp_path: Path):
-    from collapse_cli.api import prepare
-    from collapse_cli.train import build
+    from collapse_cli.config import load_config
+    from collapse_cli.training.build import build
 
     np.save(tmp_path / "obj.npy", np.array([object()], dtype=object))
-    cfg, label = prepare(
+    cfg = load_config(
         {
             "data": {"name": "file", "path": str(tmp_path / "obj.npy")},
             "encoder": {"name": "linear"},
@@ -198,7 +198,7 @@ def test_a_pickled_npy_is_a_config_error_in_a_run(tmp_path: Path):
         }
     )
     with pytest.raises(ConfigError, match=r"data \(file\): path .*pickled Python objects"):
-        build(cfg, label)
+        build(cfg)
 
 
 # ---------------------------------------------------------------------------- encoders

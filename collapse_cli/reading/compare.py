@@ -7,33 +7,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .rundata import Run, load_run
-from .verdict import min_eig_text
+from ..catalogue import ORDER, OVERLAID
+from ..errors import ConfigError
+from ..rundir import create_stamped, resolve_run
+from ..verdict import min_eig_text
+from .run import Run, load_run
 
-# Metrics in the order a reader looks for them; any other shared number follows alphabetically.
-ORDER = [
-    "loss",
-    "variance",
-    "min_eig",
-    "max_eig",
-    "rank",
-    "effective_rank",
-    "rankme",
-    "participation_ratio",
-    "alpha_req",
-    "std_l2",
-    "uniformity",
-    "alignment",
-    "mean_cosine",
-    "norm_mean",
-    "knn_acc",
-    "grad_norm",
-]
 STATS = ("final", "min", "max")
 # When several keys tell the runs apart, legends use the most telling ones first.
 _LABEL_PRIORITY = ["loss", "encoder", "optimizer", "views", "data", "train", "seed", "log"]
@@ -167,14 +149,6 @@ def metric_rows(runs: list[Run], metrics: list[str]) -> list[MetricRow]:
     return rows
 
 
-def _default_out(runs_dir: Path) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    out, k = runs_dir / f"compare-{stamp}", 2
-    while out.exists():  # two comparisons in one second keep apart, like run folders
-        out, k = runs_dir / f"compare-{stamp}-{k}", k + 1
-    return out
-
-
 def compare_runs(
     run_dirs: list[str | Path],
     out: str | Path | None = None,
@@ -185,7 +159,7 @@ def compare_runs(
     """Compare two or more runs (finished, still going or died): the config keys that differ,
     final/min/max of every shared metric, and overlaid curves written to ``out`` (default:
     ``compare-<YYYYmmdd-HHMMSS>/`` beside the first run) unless ``figures`` is False."""
-    from .plots import check_format
+    from .figures import check_format
 
     check_format(fmt)
     paths = [Path(p) for p in run_dirs]
@@ -202,12 +176,22 @@ def compare_runs(
         rows=metric_rows(runs, _shared_metrics(runs)),
     )
     if figures:
-        from .plots import COMPARED, compare_figures, save
+        from .figures import save
+        from .overlays import compare_figures
 
         shared = {row.metric for row in result.rows}
-        keys = [k for k in COMPARED if k in shared]
+        keys = [k for k in OVERLAID if k in shared]
         if not keys:
             return result  # nothing logged in common yet: no curves to draw
-        result.out = Path(out) if out else _default_out(paths[0].parent)
+        result.out = (
+            Path(out) if out else create_stamped(paths[0].parent, "compare-{stamp}", "comparison")
+        )
         result.figures = save(compare_figures(runs, result.labels, keys), result.out, fmt)
     return result
+
+
+def compare_named(
+    runs: list[str], runs_dir: str | Path = "runs", out: str | Path | None = None
+) -> Comparison:
+    """``collapse compare RUN RUN ...``: resolve the names a user typed, then `compare_runs`."""
+    return compare_runs([resolve_run(r, runs_dir) for r in runs], out)

@@ -1,4 +1,4 @@
-"""One run folder as Python data (``load_run``) and the rows of ``collapse list``.
+"""One run folder as Python data (``load_run``): config, meta, metrics, spectra and summary.
 
 Imports neither torch nor matplotlib, so it reads runs fast and reads runs made by older versions.
 """
@@ -6,26 +6,26 @@ Imports neither torch nor matplotlib, so it reads runs fast and reads runs made 
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import CollapseError, ConfigError
-from .runs import (
+from ..errors import CollapseError, ConfigError, RunNotFoundError
+from ..rundir import (
     CONFIG,
     META,
     METRICS,
     SPECTRUM,
     SUMMARY,
     is_run_dir,
-    list_runs,
     read_json,
+    read_jsonl,
+    read_line,
     writer_state,
 )
-from .runs import read_jsonl as _read_jsonl
-from .verdict import summarize
+from ..summary import build_summary
+from ..yamlfile import read_yaml
 
 if TYPE_CHECKING:
     import numpy as np
@@ -93,12 +93,12 @@ class Run:
     @cached_property
     def metrics(self) -> list[dict[str, Any]]:
         """One dict per logged step; a torn last line (the run died mid-write) is skipped."""
-        return _read_jsonl(self.path / METRICS)
+        return read_jsonl(self.path / METRICS)
 
     @cached_property
     def spectrum(self) -> Spectrum:
         """Every logged spectrum (a torn last line is skipped)."""
-        return _spectrum(_read_jsonl(self.path / SPECTRUM))
+        return _spectrum(read_jsonl(self.path / SPECTRUM))
 
     def spectra(self, max_rows: int | None = None) -> Spectrum:
         """The spectrum, or at most ``max_rows`` evenly spaced rows of it (the first and the last
@@ -114,8 +114,8 @@ class Run:
             if len(lines) <= max_rows:
                 return self.spectrum
             picks = sorted({round(k * (len(lines) - 1) / (max_rows - 1)) for k in range(max_rows)})
-            rows = [r for r in (_read_line(lines[i]) for i in picks) if "eigenvalues" in r]
-            last = next((r for r in map(_read_line, reversed(lines)) if "eigenvalues" in r), None)
+            rows = [r for r in (read_line(lines[i]) for i in picks) if "eigenvalues" in r]
+            last = next((r for r in map(read_line, reversed(lines)) if "eigenvalues" in r), None)
             if last and (not rows or rows[-1].get("step") != last.get("step")):  # torn last line
                 rows.append(last)
             self._samples[max_rows] = _spectrum(rows)
@@ -157,7 +157,7 @@ class Run:
             return max((len(e) for e in self.spectrum.eigenvalues), default=None)
         # One line tells the width: a running run's list row must not parse its whole spectrum.
         with contextlib.suppress(OSError), open(self.path / SPECTRUM) as f:
-            first = _read_line(f.readline())
+            first = read_line(f.readline())
             if isinstance(first.get("eigenvalues"), list):
                 return len(first["eigenvalues"])
         return None
@@ -169,7 +169,7 @@ class Run:
         if saved.get("batch_size"):
             return int(saved["batch_size"])
         # Full-batch training (train.batch_size null) uses every sample of the data set.
-        n = _get(self.config, "train.batch_size") or _get(self.config, "data.n")
+        n = config_value(self.config, "train.batch_size") or config_value(self.config, "data.n")
         return int(n) if isinstance(n, int) else None
 
     @property
@@ -228,18 +228,16 @@ class Run:
     def _derived_summary(self) -> dict[str, Any]:
         rows = self.metrics
         last_step = rows[-1].get("step") if rows else None
-        return summarize(
+        return build_summary(
             rows,
-            id=self.id,
+            run_id=self.id,
             name=self.meta.get("name") or self.config.get("name"),
             status=self.status,
-            loss=_get(self.config, "loss.name"),
-            steps=_get(self.config, "train.steps"),
+            loss=config_value(self.config, "loss.name"),
+            steps=config_value(self.config, "train.steps"),
             steps_done=last_step + 1 if isinstance(last_step, int) else 0,
             batch_size=self.batch_size,
             dim=self.dim,
-            rank_ceiling=self.rank_ceiling,
-            initial_rank=rows[0].get("rank") if rows else None,
         )
 
 
@@ -248,15 +246,7 @@ def _spectrum(rows: list[dict[str, Any]]) -> Spectrum:
     return Spectrum([r.get("step") for r in rows], [r["eigenvalues"] for r in rows])
 
 
-def _read_line(line: str) -> dict[str, Any]:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError:
-        return {}
-    return row if isinstance(row, dict) else {}
-
-
-def _get(doc: dict[str, Any], dotted: str) -> Any:
+def config_value(doc: dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         if not isinstance(doc, dict):
             return None
@@ -270,37 +260,11 @@ def load_run(path: str | Path) -> Run:
     >>> run = load_run("runs/20250101-120000-infonce")  # doctest: +SKIP
     >>> run.column("effective_rank")[-1], run.summary["verdict"]  # doctest: +SKIP
     """
-    from .config import read_yaml
-
     path = Path(path)
     if not is_run_dir(path):
-        raise ConfigError(f"{path}: not a run folder (no {META})")
+        raise RunNotFoundError(f"{path}: not a run folder (no {META})")
     try:
         config = read_yaml(path / CONFIG)
     except ConfigError:
         config = {}  # a run that died before writing its config still has metrics to show
     return Run(path=path, config=config, meta=read_json(path / META) or {})
-
-
-def run_table(runs_dir: str | Path) -> list[dict[str, Any]]:
-    """One row per run for ``collapse list``, newest first: id, status, objective, steps,
-    variance, effective_rank, verdict (``None`` where unknown, e.g. the verdict of a run
-    that has not ended)."""
-    rows = []
-    for path in list_runs(runs_dir):
-        run = load_run(path)
-        s = run.summary
-        final = s.get("final") or {}
-        rows.append(
-            {
-                "id": run.id,
-                "status": run.status,
-                "objective": s.get("loss") or _get(run.config, "loss.name"),
-                "steps_done": s.get("steps_done"),
-                "steps": s.get("steps"),
-                "variance": final.get("variance"),
-                "effective_rank": final.get("effective_rank"),
-                "verdict": s.get("verdict") if run.finished else None,
-            }
-        )
-    return rows

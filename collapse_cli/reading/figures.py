@@ -1,7 +1,7 @@
-"""Figures of one run and overlays of several runs, drawn from run folders.
+"""The figures of one run, drawn from its folder, and the look every figure shares.
 
-The only module that imports matplotlib, always inside functions and on the Agg canvas (no
-pyplot: no global figure state, no GUI backend).
+With overlays.py the only modules that import matplotlib, always inside functions and on the
+Agg canvas (no pyplot: no global figure state, no GUI backend).
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
-from .rundata import Run, load_run
-from .verdict import min_eig_text
+from ..catalogue import KNN_K
+from ..errors import CollapseError, ConfigError
+from ..rundir import PLOTS, resolve_run
+from ..verdict import min_eig_text, zero_label
+from .run import Run, load_run
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,14 +31,13 @@ OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "
 DASHES = ["-", "--", ":", "-."]  # past eight runs the colours come round again with a new dash
 REF = "0.4"  # reference lines (ceilings, 1/√d, floors) are grey so none is taken for a run
 STRUCTURAL = "0.85"  # what is structurally zero: masked heatmap cells, shaded indices
-SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 CENTRED = {"ha": "center", "va": "center"}
 # Spectra drawn per figure at most: more than its pixels can show (see Run.spectra).
 SPECTRUM_ROWS = 2000
 
 
 @contextlib.contextmanager
-def _style() -> Iterator[None]:
+def figure_style() -> Iterator[None]:
     """The one look of every figure the project draws."""
     import matplotlib
     from cycler import cycler
@@ -62,7 +63,7 @@ def _style() -> Iterator[None]:
         yield
 
 
-def _figure(rows: int, cols: int, size: tuple[float, float], **margins: float) -> Figure:
+def new_figure(rows: int, cols: int, size: tuple[float, float], **margins: float) -> Figure:
     """A Figure on the Agg canvas. Margins are fixed rather than solved by a layout engine,
     which would double the drawing time of a figure."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -78,7 +79,7 @@ def _figure(rows: int, cols: int, size: tuple[float, float], **margins: float) -
 # --------------------------------------------------------------------------- data
 
 
-def _log_if_positive(ax: Axes, *ys: np.ndarray) -> None:
+def log_if_positive(ax: Axes, *ys: np.ndarray) -> None:
     """Log y only when there is something positive to show (else matplotlib warns and blanks)."""
     import numpy as np
 
@@ -86,7 +87,7 @@ def _log_if_positive(ax: Axes, *ys: np.ndarray) -> None:
         ax.set_yscale("log")
 
 
-def _floor(*ys: np.ndarray) -> float:
+def log_floor(*ys: np.ndarray) -> float:
     """A decade below the smallest real value: where structural zeros sit on a log axis."""
     import numpy as np
 
@@ -111,7 +112,7 @@ def _loss(ax: Axes, run: Run) -> None:
 def _variance(ax: Axes, run: Run) -> None:
     y = run.array("variance")
     ax.plot(run.array("step"), y, color=OKABE_ITO[1], label="variance")
-    _log_if_positive(ax, y)
+    log_if_positive(ax, y)
     ratio = ((run.config.get("log") or {}).get("verdict") or {}).get("complete_variance_ratio")
     if ratio and len(y) and y[0] > 0:
         ax.axhline(
@@ -141,7 +142,7 @@ def _min_eig_rank(ax: Axes, run: Run) -> None:
     if structural.any():
         s, lam_r = run.smallest_nonzero(SPECTRUM_ROWS)
         top.plot(s, lam_r, color=OKABE_ITO[0], label="λ_r, r = rank (smallest non-zero)")
-        at = _floor(real, lam_r)
+        at = log_floor(real, lam_r)
         ss = steps[structural]
         top.axhline(at, color=REF, lw=0.8, ls=":")
         k = int(np.flatnonzero(structural)[-1])
@@ -154,7 +155,7 @@ def _min_eig_rank(ax: Axes, run: Run) -> None:
         top.set_yscale("log")
         top.set_ylim(bottom=at / 4)
     else:
-        _log_if_positive(top, real)
+        log_if_positive(top, real)
     top.set(title="Smallest eigenvalue λ_min and rank", ylabel="eigenvalue (log)")
     top.tick_params(labelbottom=False)
     top.legend(loc="best")
@@ -176,7 +177,7 @@ def _ranks(ax: Axes, run: Run) -> None:
         if key in (run.summary.get("max") or {}):  # logged, with a finite value
             ds = "steps-post" if key == "rank" else "default"
             ax.plot(steps, run.array(key), color=color, ds=ds, label=label)
-    _ceiling(ax, run.rank_ceiling)
+    draw_ceiling(ax, run.rank_ceiling)
     ax.set(title="Rank measures", xlabel="step", ylabel="rank (dimensions)")
     ax.legend(loc="center right")
 
@@ -186,10 +187,10 @@ def _reference(ax: Axes, y: float, label: str, note: bool) -> None:
     legends name the runs only)."""
     ax.axhline(y, color=REF, ls="--", lw=1, label=None if note else label)
     if note:
-        _note(ax, 0.99, y, label, ax.get_yaxis_transform(), ha="right", va="bottom")
+        write_note(ax, 0.99, y, label, ax.get_yaxis_transform(), ha="right", va="bottom")
 
 
-def _ceiling(ax: Axes, ceiling: int | None, note: bool = False) -> None:
+def draw_ceiling(ax: Axes, ceiling: int | None, note: bool = False) -> None:
     if ceiling:
         _reference(ax, ceiling, f"ceiling min(d, N−1) = {ceiling}", note)
         ax.set_ylim(0, max(ax.get_ylim()[1], ceiling * 1.1))
@@ -198,13 +199,13 @@ def _ceiling(ax: Axes, ceiling: int | None, note: bool = False) -> None:
 def _std_l2(ax: Axes, run: Run) -> None:
     y = run.array("std_l2")
     ax.plot(run.array("step"), y, color=OKABE_ITO[2], label="std_l2")
-    _isotropic(ax, run.dim, y)
+    draw_isotropic(ax, run.dim, y)
     ax.set(title="Std of L2-normalised embeddings", xlabel="step", ylabel="std_l2 (0 = collapsed)")
     ax.legend(loc="best")
 
 
 def _knn(ax: Axes, run: Run) -> None:
-    k = (run.config.get("log") or {}).get("knn_k", 20)
+    k = (run.config.get("log") or {}).get("knn_k", KNN_K)
     ax.plot(run.array("step"), run.array("knn_acc"), color=OKABE_ITO[4], label="kNN accuracy")
     chance = run.summary.get("knn_chance")
     if chance is not None:
@@ -214,7 +215,7 @@ def _knn(ax: Axes, run: Run) -> None:
     ax.set(title="kNN accuracy on held-out data", xlabel="step", ylabel=f"accuracy (k = {k})")
 
 
-def _isotropic(ax: Axes, d: int | None, *ys: np.ndarray, note: bool = False) -> None:
+def draw_isotropic(ax: Axes, d: int | None, *ys: np.ndarray, note: bool = False) -> None:
     import numpy as np
 
     top = max([float(np.nanmax(y, initial=0)) for y in ys] + [1 / math.sqrt(d) if d else 0])
@@ -237,10 +238,17 @@ def _final_spectrum(ax: Axes, run: Run) -> None:
     r = int((~zero[-1]).sum())
     if r < d:
         ax.axvspan(r + 0.5, d + 0.5, color=STRUCTURAL, alpha=0.6, lw=0)
-        sub = f"λ{str(r + 1).translate(SUB)}…λ{str(d).translate(SUB)}"
-        text, x = f"{sub}\nstructurally 0\n(rank {r}/{d})", (r + d + 1) / 2
-        _note(ax, x, 0.5, text, ax.get_xaxis_transform(), color="k", fontsize=8, **CENTRED)
-    _log_if_positive(ax, eigs[~zero])
+        write_note(
+            ax,
+            (r + d + 1) / 2,
+            0.5,
+            zero_label(r, d),
+            ax.get_xaxis_transform(),
+            color="k",
+            fontsize=8,
+            **CENTRED,
+        )
+    log_if_positive(ax, eigs[~zero])
     ax.set(title="Sorted eigenvalue spectrum", xlabel="index i (λ₁ largest)", ylabel="λ_i (log)")
     ax.set_xlim(0.5, d + 0.5)
     ax.legend(loc="lower left")
@@ -269,13 +277,13 @@ def _heatmap(ax: Axes, run: Run) -> None:
     ax.set(title="Eigenvalue spectrum over training", xlabel="step", ylabel="index i (λ₁ largest)")
 
 
-def _note(ax: Axes, x: float, y: float, text: str, transform: Any, **kw: Any) -> None:
+def write_note(ax: Axes, x: float, y: float, text: str, transform: Any, **kw: Any) -> None:
     """Small grey text: what a reference line, a shaded span or an empty panel means."""
     ax.text(x, y, text, transform=transform, **{"color": REF, "fontsize": 7, **kw})
 
 
 def _empty(ax: Axes, title: str, why: str) -> None:
-    _note(ax, 0.5, 0.5, why, ax.transAxes, fontsize=9, **CENTRED)
+    write_note(ax, 0.5, 0.5, why, ax.transAxes, fontsize=9, **CENTRED)
     ax.set(title=title, xticks=[], yticks=[])
 
 
@@ -299,97 +307,18 @@ def figures(run: Run | str | Path) -> dict[str, Figure]:
     ``knn_acc``) and ``overview`` with the main six."""
     run = run if isinstance(run, Run) else load_run(run)
     out: dict[str, Figure] = {}
-    with _style():
+    with figure_style():
         for name, panel in PANELS.items():
             if name in NEEDS and not any(v is not None for v in run.column(NEEDS[name])):
                 continue
-            fig = _figure(1, 1, (6.4, 4), right=0.98 if name == "spectrum" else 0.96)
+            fig = new_figure(1, 1, (6.4, 4), right=0.98 if name == "spectrum" else 0.96)
             panel(fig.axes[0], run)
             out[name] = fig
-        fig = _figure(2, 3, (16, 8.5), **OVERVIEW_MARGINS, bottom=0.07)
+        fig = new_figure(2, 3, (16, 8.5), **OVERVIEW_MARGINS, bottom=0.07)
         for ax, name in zip(list(fig.axes), OVERVIEW, strict=True):
             PANELS[name](ax, run)
         verdict = run.summary.get("verdict") or f"{run.status}, no verdict yet"
         fig.suptitle(f"{run.id}  ·  {run.summary.get('loss') or '?'}  ·  {verdict}", weight="bold")
-        out["overview"] = fig
-    return out
-
-
-# --------------------------------------------------------------------------- several runs
-
-COMPARED = {  # metric -> (title, y label)
-    "loss": ("Loss", "loss"),
-    "variance": ("Variance", "variance (log)"),
-    "min_eig": ("Smallest non-zero eigenvalue λ_r (r = rank)", "λ_r (log)"),
-    "effective_rank": ("Effective rank", "effective rank"),
-    "rankme": ("RankMe", "RankMe"),
-    "rank": ("Numerical rank", "rank"),
-    "participation_ratio": ("Participation ratio", "(Σλ)² / Σλ²"),
-    "std_l2": ("Std of L2-normalised embeddings", "std_l2 (0 = collapsed)"),
-    "uniformity": ("Uniformity", "log E exp(−2‖u−v‖²)"),
-    "mean_cosine": ("Mean cosine similarity", "mean cosine (1 = collapsed)"),
-    "alignment": ("Alignment", "E‖u−u⁺‖²"),
-    "knn_acc": ("kNN accuracy on held-out data", "kNN accuracy"),
-    "grad_norm": ("Gradient norm", "grad norm (log)"),
-}
-COMPARE_OVERVIEW = ["loss", "variance", "min_eig", "effective_rank", "rank", "std_l2"]
-_LOG = {"variance", "min_eig", "grad_norm"}
-_CEILED = {"effective_rank", "rankme", "rank", "participation_ratio"}
-
-
-def _overlay(ax: Axes, runs: list[Run], labels: list[str], key: str) -> None:
-    """One line per run; each run on its own steps, so runs of different lengths overlay."""
-    import numpy as np
-
-    ys = []
-    for i, (run, label) in enumerate(zip(runs, labels, strict=True)):
-        x, y = (
-            run.smallest_nonzero(SPECTRUM_ROWS)
-            if key == "min_eig"
-            else (run.array("step"), run.array(key))
-        )
-        ax.plot(x, y, color=OKABE_ITO[i % 8], ls=DASHES[i // 8 % 4], label=label)
-        ys.append(y)
-    if key in _LOG or (key == "loss" and all(np.nanmin(y, initial=1) > 0 for y in ys)):
-        _log_if_positive(ax, *ys)
-    if key in _CEILED:
-        for c in sorted({r.rank_ceiling for r in runs if r.rank_ceiling}):
-            _ceiling(ax, c, note=True)
-        ax.set_ylim(bottom=0)
-    if key == "knn_acc":
-        ax.set_ylim(0, 1.02)
-    if key == "std_l2":
-        for d in sorted({r.dim for r in runs if r.dim}):
-            _isotropic(ax, d, *ys, note=True)
-    if key == "min_eig" and any(r.structural_min_eig().any() for r in runs):
-        _note(ax, 0.01, 0.02, "λ_min itself is structurally 0 where rank < d", ax.transAxes)
-    title, ylabel = COMPARED[key]
-    ax.set(title=title, xlabel="step", ylabel=ylabel)
-
-
-def compare_figures(runs: list[Run], labels: list[str], keys: list[str]) -> dict[str, Figure]:
-    """One overlay Figure per metric in ``keys`` and ``overview`` with the main ones."""
-    out: dict[str, Figure] = {}
-    n = len(runs)
-    # No layout engine (see _figure): room for the legend is estimated from its longest label,
-    # about 0.07 in per character at 8 pt.
-    right = max(0.45, 0.95 - (0.07 * max(map(len, labels)) + 0.45) / 8)
-    legend_rows = math.ceil(n / 4)
-    with _style():
-        for key in keys:
-            fig = _figure(1, 1, (8, 4.2), right=right)
-            _overlay(fig.axes[0], runs, labels, key)
-            fig.axes[0].legend(loc="upper left", bbox_to_anchor=(1.02, 1), title="run")
-            out[key] = fig
-        main = [k for k in COMPARE_OVERVIEW if k in keys]
-        fig = _figure(2, 3, (16, 9), **OVERVIEW_MARGINS, bottom=0.08 + 0.022 * legend_rows)
-        for ax in fig.axes[len(main) :]:
-            ax.remove()
-        for ax, key in zip(list(fig.axes), main, strict=False):
-            _overlay(ax, runs, labels, key)
-        handles = fig.axes[0].get_legend_handles_labels() if main else ([], [])
-        fig.legend(*[h[:n] for h in handles], loc="lower center", ncols=min(n, 4), title="run")
-        fig.suptitle(f"Comparison of {n} runs", weight="bold")
         out["overview"] = fig
     return out
 
@@ -404,7 +333,7 @@ def save(figs: dict[str, Figure], out: Path, fmt: str = "png") -> list[Path]:
     check_format(fmt)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.{fmt}" for name in figs]
-    with _style():
+    with figure_style():
         for path, fig in zip(paths, figs.values(), strict=True):
             fig.savefig(path, dpi=DPI)
     return paths
@@ -417,4 +346,14 @@ def plot_run(run_dir: Path, out: Path | None = None, fmt: str = "png") -> list[P
     run = load_run(run_dir)
     if not run.metrics:
         return []
-    return save(figures(run), Path(out) if out else run.path / "plots", fmt)
+    return save(figures(run), Path(out) if out else run.path / PLOTS, fmt)
+
+
+def plot_named(
+    run: str | Path, runs_dir: str | Path = "runs", out: Path | None = None, fmt: str = "png"
+) -> list[Path]:
+    """``collapse plot RUN``: resolve the name a user typed and draw the run's figures."""
+    paths = plot_run(resolve_run(run, runs_dir), out, fmt)
+    if not paths:
+        raise CollapseError(f"{run}: no metrics logged yet, nothing to plot")
+    return paths

@@ -11,15 +11,16 @@ import numpy as np
 import torch
 
 from .arrays import load_labels, read_array
+from .catalogue import KNN_K
 from .config import VerdictConfig
 from .data import _check_split, split
 from .errors import ConfigError
 from .metrics import compute_metrics, knn_accuracy, knn_chance
 from .readings import readings
-from .runs import write_json
-from .verdict import verdict
+from .rundir import write_json
+from .verdict import verdict, zero_label
 
-KNN_TEST_FRACTION, KNN_SEED, KNN_K = 0.2, 0, 20  # --labels: 20 % held out, drawn from seed 0
+KNN_TEST_FRACTION, KNN_SEED = 0.2, 0  # --labels: 20 % held out, drawn from seed 0
 KNN_MAX_TEST, KNN_MAX_TRAIN = 5000, 50000  # bounds the (1024, N_train) similarity blocks
 OUTPUTS = ("inspect.json", "spectrum.png")
 
@@ -136,22 +137,20 @@ def inspect_embeddings(
 def draw_spectrum(report: Report, path: Path) -> None:
     """λ_i against i on a log axis. Those past the numerical rank (structurally 0) cannot sit on
     a log axis: they are drawn at a floor a decade below the smallest nonzero one, shaded."""
-    from .plots import OKABE_ITO, STRUCTURAL, SUB, _figure, _floor, _style
+    from .reading.figures import OKABE_ITO, STRUCTURAL, figure_style, log_floor, new_figure
 
     eigs, (n, d), r = np.array(report.spectrum), report.shape, int(report.metrics["rank"])
-    index, floor = np.arange(1, d + 1), _floor(np.array(report.spectrum[:r]))
+    index, floor = np.arange(1, d + 1), log_floor(np.array(report.spectrum[:r]))
     name = Path(report.source).name if report.source else "embeddings"
-    with _style():
-        ax = _figure(1, 1, (6.4, 4.2), left=0.14, top=0.86).axes[0]
+    with figure_style():
+        ax = new_figure(1, 1, (6.4, 4.2), left=0.14, top=0.86).axes[0]
         if r:
             ax.plot(index[:r], eigs[:r], color=OKABE_ITO[0], marker="." * (d <= 256), label="λ_i")
         if r < d:
             label = f"structurally 0, drawn at {floor:.0e}"
             ax.plot(index[r:], np.full(d - r, floor), "x", ms=3, color=OKABE_ITO[3], label=label)
             ax.axvspan(r + 0.5, d + 0.5, color=STRUCTURAL, alpha=0.6, lw=0)
-            sub = f"λ{str(r + 1).translate(SUB)}…λ{str(d).translate(SUB)}"
-            text = f"{sub}\nstructurally 0\n(rank {r}/{d})"
-            ax.text((r + d + 1) / 2, 0.7, text, ha="center", va="center", fontsize=8,
+            ax.text((r + d + 1) / 2, 0.7, zero_label(r, d), ha="center", va="center", fontsize=8,
                     transform=ax.get_xaxis_transform())  # fmt: skip
         ax.set_yscale("log")
         ax.set(xlabel="index i (λ₁ largest)", ylabel="λ_i (log)", xlim=(0.5, d + 0.5))

@@ -1,0 +1,83 @@
+"""The metric catalogue: every logged number once, with what each reader needs of it.
+
+The live table, ``compare``, the figures, ``inspect``, docs/metrics.md and the tests derive
+their lists from here. Adding a metric is one function in metrics.py and one entry below.
+Standard library only: the read side imports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KNN_K = 20  # neighbours of knn_acc, unless log.knn_k says otherwise
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One logged number.
+
+    ``title`` and ``axis`` label its figures; ``log``: drawn on a log axis; ``ceiling``: a
+    rank-like value drawn against min(d, N − 1); ``collapsed`` and ``healthy``: what its value
+    does in each case; ``live``: its header in the live table (None: not shown there);
+    ``overlay``: ``compare`` draws its curves; ``overview``: one of the six panels of the
+    compare overview; ``when``: when it is present (absent means "does not apply").
+    """
+
+    key: str
+    title: str
+    axis: str
+    log: bool = False
+    ceiling: bool = False
+    collapsed: str = ""
+    healthy: str = ""
+    live: str | None = None
+    overlay: bool = True
+    overview: bool = False
+    when: str = "always"
+
+
+LOSS = Metric("loss", "Loss", "loss", live="loss", overview=True)
+
+METRICS: tuple[Metric, ...] = (
+    Metric("variance", "Variance", "variance (log)", log=True, collapsed="→ 0",
+           healthy="stays up", live="variance", overview=True),
+    Metric("min_eig", "Smallest non-zero eigenvalue λ_r (r = rank)", "λ_r (log)", log=True,
+           collapsed="→ 0 with the cloud", live="min eig", overview=True),
+    Metric("max_eig", "Largest eigenvalue λ₁", "λ₁ (log)", log=True, overlay=False),
+    Metric("rank", "Numerical rank", "rank", ceiling=True, collapsed="1 or 0",
+           healthy="up to min(d, N − 1)", live="rank", overview=True),
+    Metric("effective_rank", "Effective rank", "effective rank", ceiling=True,
+           collapsed="→ 1", healthy="→ rank", live="eff. rank", overview=True),
+    Metric("rankme", "RankMe", "RankMe", ceiling=True, collapsed="→ 1",
+           healthy="→ min(N, d)"),
+    Metric("participation_ratio", "Participation ratio", "(Σλ)² / Σλ²", ceiling=True,
+           collapsed="→ 1", healthy="≈ d for isotropic data"),
+    Metric("alpha_req", "α-ReQ", "α", collapsed="large", healthy="≈ 1", overlay=False,
+           when="rank ≥ 10"),
+    Metric("std_l2", "Std of L2-normalised embeddings", "std_l2 (0 = collapsed)",
+           collapsed="→ 0", healthy="≈ 1/√d", overview=True),
+    Metric("uniformity", "Uniformity", "log E exp(−2‖u−v‖²)", collapsed="→ 0",
+           healthy="≈ −4 + 8/d", when="N ≥ 2"),
+    Metric("alignment", "Alignment", "E‖u−u⁺‖²", collapsed="→ 0 (also at collapse)",
+           healthy="small", when="two-view objectives"),
+    Metric("mean_cosine", "Mean cosine similarity", "mean cosine (1 = collapsed)",
+           collapsed="→ 1", healthy="≈ 0", when="N ≥ 2"),
+    Metric("norm_mean", "Mean norm", "mean ‖z‖", overlay=False),
+    Metric("knn_acc", "kNN accuracy on held-out data", "kNN accuracy", collapsed="chance",
+           healthy="well above chance", when="labelled data with a held-out split"),
+    Metric("grad_norm", "Gradient norm", "grad norm (log)", log=True,
+           collapsed="→ 0 at complete collapse", live="grad norm", when="training"),
+)  # fmt: skip
+
+COLUMNS: tuple[Metric, ...] = (LOSS, *METRICS)  # what a row of metrics.jsonl holds, in order
+BY_KEY = {m.key: m for m in COLUMNS}
+ORDER = [m.key for m in COLUMNS]  # the order a reader looks for them in
+LIVE = [(m.key, m.live) for m in COLUMNS if m.live]  # the live table's columns after "step"
+OVERLAID = [m.key for m in COLUMNS if m.overlay]
+OVERVIEW = [m.key for m in COLUMNS if m.overview]
+LOG_SCALE = {m.key for m in COLUMNS if m.log}
+CEILED = {m.key for m in COLUMNS if m.ceiling}
+# Keys of compute_metrics(z): the metrics of the embeddings alone, always present for N ≥ 2.
+EMBEDDING_KEYS = [
+    m.key for m in METRICS if m.when in ("always", "N ≥ 2") and m.key not in ("grad_norm",)
+]

@@ -1,0 +1,78 @@
+"""``summary.json``: the one function that builds a run's summary from its logged rows, for a
+run that has ended (with its verdict) and for one still going (without). Standard library only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .verdict import min_eig_note, verdict
+
+
+def extremes(rows: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, float]]:
+    """(minimum, maximum) of every logged number over ``rows`` (non-finite values skipped)."""
+    lows: dict[str, float] = {}
+    highs: dict[str, float] = {}
+    for row in rows:
+        for k, v in row.items():
+            if k in ("step", "time") or not isinstance(v, (int, float)) or not math.isfinite(v):
+                continue
+            lows[k] = min(lows.get(k, v), v)
+            highs[k] = max(highs.get(k, v), v)
+    return lows, highs
+
+
+def build_summary(
+    rows: list[dict[str, Any]],
+    *,
+    run_id: str,
+    name: str | None,
+    status: str,
+    loss: str | None,
+    steps: int | None,
+    steps_done: int,
+    batch_size: int | None,
+    dim: int | None,
+    thresholds: dict[str, float] | None = None,
+    wall_time_s: float | None = None,
+    knn_chance: float | None = None,
+    diverged_at: int | None = None,
+) -> dict[str, Any]:
+    """The summary of a run from its finite metric rows.
+
+    ``thresholds`` (log.verdict) are given once the run has ended: the verdict is judged from
+    the last row against step 0. A run still going has no verdict yet. ``wall_time_s``,
+    ``knn_chance`` and ``diverged_at`` are known only to the process that ran it.
+    """
+    first, final = (rows[0], rows[-1]) if rows else ({}, {})
+    reference_rank = first.get("rank")
+    summary: dict[str, Any] = {"id": run_id, "name": name, "status": status, "loss": loss}
+    summary |= {"steps": steps, "steps_done": steps_done}
+    if wall_time_s is not None:
+        summary["wall_time_s"] = round(wall_time_s, 4)
+        summary["steps_per_second"] = round(steps_done / wall_time_s, 2) if wall_time_s else None
+    summary |= {
+        "batch_size": batch_size,
+        "dim": dim,
+        "rank_ceiling": min(dim, batch_size - 1) if dim and batch_size else dim,
+        "initial_rank": reference_rank,
+    }
+    lows, highs = extremes(rows)
+    summary |= {"final": final, "min": lows, "max": highs}
+    if knn_chance is not None:
+        summary["knn_chance"] = knn_chance
+    if diverged_at is not None:
+        last = final.get("step")
+        summary["diverged_at"] = diverged_at
+        summary["divergence"] = (
+            f"the loss or the embeddings became NaN or infinite by step {diverged_at}"
+            + (f"; the last good metrics are from step {last}" if last is not None else "")
+        )
+    if thresholds is not None and rows and dim:
+        ref = int(reference_rank or 0)
+        summary["verdict"], summary["verdict_reason"] = verdict(final, dim, ref, thresholds, first)
+        note = min_eig_note(final.get("rank"), dim, ref)
+        if note:
+            summary["min_eig_note"] = note
+    return summary

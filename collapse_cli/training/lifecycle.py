@@ -1,0 +1,298 @@
+"""The life of one run: create its folder, train under signal handlers, then write its summary,
+its figures and its final meta; or resume it from its checkpoint into the same folder."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__, rundir
+from ..config import RunConfig, load_config, resolved
+from ..errors import CollapseError, ConfigError, RunError
+from ..metrics import knn_chance
+from ..summary import build_summary
+from ..yamlfile import dump_yaml
+from .build import build, resolve_device
+from .checkpoint import load_checkpoint
+from .loop import Reporter, Silent, Stop, train
+
+ConfigSource = str | Path | dict[str, Any] | RunConfig
+
+
+def run_experiment(
+    config: ConfigSource,
+    overrides: list[str] | None = None,
+    *,
+    runs_dir: str | Path = "runs",
+    reporter: Reporter | None = None,
+    command: str | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Train the configured model and return ``(run folder, summary)``.
+
+    ``config`` is a YAML path, a dict of the same shape or a loaded RunConfig; ``overrides``
+    are ``key.path=value`` strings. Every problem with the config raises ConfigError before any
+    folder is created. ``summary["status"]`` says how the run ended: completed, interrupted or
+    diverged.
+
+    Example (in a notebook)::
+
+        path, summary = run_experiment("configs/collapse.yaml", ["train.steps=100"])
+        summary["verdict"]
+    """
+    cfg = load_config(config, overrides)
+    device = resolve_device(cfg.device)
+    parts = build(cfg)
+    path = rundir.create_run_dir(runs_dir, cfg.name or "run")
+    meta = rundir.new_meta(
+        path.name,
+        cfg.name,
+        command=command or " ".join(sys.argv),
+        seed=cfg.seed,
+        device=str(device),
+        device_name=_device_name(device),
+        versions={"torch": torch.__version__, "collapse_cli": __version__},
+    )
+    try:
+        rundir.write_atomic(path / rundir.CONFIG, dump_yaml(resolved(cfg)))
+        rundir.write_json(path / rundir.META, meta)
+    except OSError as e:
+        raise CollapseError(f"{path}: cannot write the run folder ({e.strerror})") from None
+    return path, _execute(cfg, parts, device, path, meta, reporter)
+
+
+RESUME_KEYS = ("train.steps",)  # what --resume may change: the run's length
+
+
+@dataclass
+class Resumable:
+    """A run folder checked and ready to continue: its config (with the new length, if one was
+    asked for), its meta, the checkpoint's state and the step that state was saved after."""
+
+    path: Path
+    cfg: RunConfig
+    old_steps: int
+    meta: dict[str, Any]
+    state: dict[str, Any]
+
+    @property
+    def step(self) -> int:
+        return int(self.state["step"])
+
+
+def open_resume(
+    run: str | Path, overrides: list[str] | None = None, *, runs_dir: str | Path = "runs"
+) -> Resumable:
+    """Check that ``run`` can be resumed and load what it needs; the config is read once.
+
+    ``overrides`` may only set ``train.steps``: a new length extends (or shortens) the run, a
+    completed one included.
+    """
+    path = rundir.resolve_run(run, runs_dir)
+    meta = rundir.read_json(path / rundir.META)
+    if meta is None:
+        raise ConfigError(f"{path / rundir.META}: missing or unreadable; is this a run folder?")
+    if rundir.writer_state(meta) == "alive" and meta.get("pid") != os.getpid():
+        raise ConfigError(
+            f"{path}: still running (process {meta['pid']} on this host); stop it before resuming"
+        )
+    cfg = load_config(path / rundir.CONFIG)
+    old_steps = cfg.train.steps
+    cfg = _with_length(cfg, overrides or [])
+    if meta.get("status") == "completed" and cfg.train.steps <= old_steps:
+        raise ConfigError(
+            f"{path}: the run has completed its {old_steps} steps; there is nothing to resume "
+            f"(to extend it: --resume RUN train.steps=N with N > {old_steps})"
+        )
+    if not (path / rundir.CHECKPOINT).is_file():
+        raise ConfigError(
+            f"{path}: no {rundir.CHECKPOINT} to resume from (runs save one with "
+            "train.checkpoint_every)"
+        )
+    try:
+        state = load_checkpoint(path / rundir.CHECKPOINT)
+    except Exception as e:
+        raise ConfigError(
+            f"{path / rundir.CHECKPOINT}: cannot load it ({type(e).__name__})"
+        ) from None
+    job = Resumable(path, cfg, old_steps, meta, state)
+    if cfg.train.steps < job.step:
+        raise ConfigError(
+            f"{path}: train.steps={cfg.train.steps} ends before the checkpoint, saved after "
+            f"{job.step} steps"
+        )
+    return job
+
+
+def _with_length(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """``cfg`` with the one override --resume takes, ``train.steps=N``, validated."""
+    for item in overrides:
+        if item.partition("=")[0].strip() not in RESUME_KEYS:
+            raise ConfigError(
+                f"{item!r}: --resume takes only train.steps=N (to change the run's length); "
+                "every other setting is the run's own"
+            )
+    return load_config(cfg, overrides) if overrides else cfg
+
+
+def resume_run(
+    run: str | Path | Resumable,
+    overrides: list[str] | None = None,
+    *,
+    runs_dir: str | Path = "runs",
+    reporter: Reporter | None = None,
+    command: str | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Continue a run from its ``checkpoint.pt`` into the same folder.
+
+    Metrics logged after the checkpoint are dropped and recomputed, so on the CPU a resumed run
+    ends with exactly the metrics of an uninterrupted one. ``overrides`` may only set
+    ``train.steps`` (see `open_resume`); the folder's config.yaml is then updated, and the
+    metrics equal those of a run started with that length, except for schedules spread over
+    ``train.steps`` (byol's and dino's cosine momentum), which follow the new length only from
+    the resumed step on. ``run`` may be a `Resumable` already opened.
+    """
+    job = run if isinstance(run, Resumable) else open_resume(run, overrides, runs_dir=runs_dir)
+    cfg, path, meta, step = job.cfg, job.path, job.meta, job.step
+    device = resolve_device(cfg.device)
+    parts = build(cfg)
+
+    # Rows logged after the checkpoint are recomputed. When the length changes, so is the row
+    # logged only because it was the old last step, as a run of the new length would not log it.
+    changed = cfg.train.steps != job.old_steps
+    last = job.old_steps - 1 if changed and (job.old_steps - 1) % cfg.log.every else None
+
+    def kept(r: dict[str, Any]) -> bool:
+        return r.get("step", step) < step and r.get("step") != last
+
+    prior = rundir.keep_rows(path / rundir.METRICS, kept)
+    rundir.keep_rows(path / rundir.SPECTRUM, kept)
+    if changed:
+        rundir.write_atomic(path / rundir.CONFIG, dump_yaml(resolved(cfg)))
+    meta.update(status="running", ended=None, **rundir.process_fields())
+    entry = {"at": rundir.now(), "from_step": step, "command": command or " ".join(sys.argv)}
+    entry |= {"steps": [job.old_steps, cfg.train.steps]} if changed else {}
+    meta.setdefault("resumed", []).append(entry)
+    rundir.write_json(path / rundir.META, meta)
+    return path, _execute(cfg, parts, device, path, meta, reporter, resume=job.state, prior=prior)
+
+
+def _execute(
+    cfg: RunConfig,
+    parts: Any,
+    device: torch.device,
+    path: Path,
+    meta: dict[str, Any],
+    reporter: Reporter | None,
+    *,
+    resume: dict[str, Any] | None = None,
+    prior: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Train into ``path`` under signal handlers, then write the summary, the figures and the
+    final meta."""
+    stop = Stop()
+    checkpoint = path / rundir.CHECKPOINT if cfg.train.checkpoint_every else None
+    writer = rundir.RunWriter(path)
+    try:
+        with _signals(stop), _deterministic(cfg.train.deterministic):
+            result = train(
+                cfg, parts, device, writer, reporter or Silent(),
+                stop=stop, checkpoint=checkpoint, resume=resume,
+            )  # fmt: skip
+    except OSError as e:
+        _fail(path, meta, f"cannot write to the run folder ({e.strerror})")
+        raise RunError(f"{path}: cannot write to the run folder ({e.strerror})") from None
+    except Exception as e:
+        _fail(path, meta, f"{type(e).__name__}: {e}")
+        raise RunError(f"{path}: the run failed: {type(e).__name__}: {e}") from e
+    finally:
+        writer.close()
+
+    rows = (prior or []) + result.rows
+    spectra = rundir.read_jsonl(path / rundir.SPECTRUM)[-1:] if not result.dim else []
+    labels = parts.data.labels_test
+    summary = build_summary(
+        rows,
+        run_id=path.name,
+        name=cfg.name,
+        status=result.status,
+        loss=cfg.loss.name,
+        steps=cfg.train.steps,
+        steps_done=result.steps_done,
+        batch_size=result.batch_size,
+        dim=result.dim or len((spectra or [{}])[0].get("eigenvalues", [])),
+        thresholds=cfg.log.verdict.model_dump(),
+        wall_time_s=result.wall_time,
+        knn_chance=knn_chance(labels) if any("knn_acc" in r for r in rows) else None,
+        diverged_at=result.diverged_at,
+    )
+    rundir.write_json(path / rundir.SUMMARY, summary)
+    if rows:
+        _plot(path, meta)
+    rundir.write_json(path / rundir.META, rundir.ended(meta, result.status))
+    return summary
+
+
+def _plot(path: Path, meta: dict[str, Any]) -> None:
+    """The standard figures into ``plots/``; a figure that fails never costs the run."""
+    from ..reading.figures import plot_run
+
+    try:
+        plot_run(path)
+    except Exception as e:  # recorded; `collapse plot` can redo it
+        meta["plots_error"] = f"{type(e).__name__}: {e}"
+
+
+def _fail(path: Path, meta: dict[str, Any], error: str) -> None:
+    with contextlib.suppress(OSError):
+        rundir.write_json(path / rundir.META, rundir.ended(meta, "failed", error=error))
+
+
+@contextlib.contextmanager
+def _signals(stop: Stop) -> Iterator[None]:
+    """SIGINT and SIGTERM ask the loop to stop after the current step; a second Ctrl-C
+    interrupts at once. Only the main thread can install handlers; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.signal = signal.Signals(signum).name
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def _deterministic(on: bool) -> Iterator[None]:
+    """torch's deterministic algorithms (and cuBLAS's fixed workspace) for the run, if asked."""
+    if not on:
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()

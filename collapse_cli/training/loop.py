@@ -1,0 +1,170 @@
+"""The training loop of one run: views, encoder, objective, backward, step; metrics at log steps.
+
+It talks to a reporter (what a person sees) and a run writer (the run folder), nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from .. import metrics
+from ..config import RunConfig
+from ..encoders import embed
+from ..rundir import RunWriter
+from ..views import ViewMaker
+from .build import Components
+from .checkpoint import Position, restore_checkpoint, save_checkpoint
+
+
+class Reporter(Protocol):
+    def start(self, steps: int) -> None: ...
+    def advance(self, step: int) -> None: ...
+    def log(self, row: dict[str, Any], dim: int) -> None: ...
+
+
+class Silent:
+    """A reporter that shows nothing (the library's default)."""
+
+    def start(self, steps: int) -> None: ...
+    def advance(self, step: int) -> None: ...
+    def log(self, row: dict[str, Any], dim: int) -> None: ...
+
+
+class Stop:
+    """Set by a signal handler; the loop checks it between steps and stops cleanly."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+
+
+@dataclass
+class Result:
+    rows: list[dict[str, Any]]  # the metric rows logged by this call (finite ones only)
+    status: str  # completed | interrupted | diverged
+    steps_done: int
+    wall_time: float  # seconds, including the time before a resume
+    batch_size: int
+    dim: int  # embedding dimension (0 when nothing was logged)
+    diverged_at: int | None = None  # the log step at which a non-finite value was seen
+
+
+def train(
+    cfg: RunConfig,
+    parts: Components,
+    device: torch.device,
+    writer: RunWriter,
+    reporter: Reporter,
+    *,
+    stop: Stop | None = None,
+    checkpoint: Path | None = None,
+    resume: dict[str, Any] | None = None,
+) -> Result:
+    """Run the loop; returns the logged rows and how it ended.
+
+    Steps that are not logged never synchronise with the device: the loss, metrics and grad
+    norm are read back only every ``log.every`` steps (and at step 0 and the last step). A
+    non-finite loss is caught by a flag kept on the device and read back with the log.
+    ``checkpoint`` is where ``train.checkpoint_every`` saves; ``resume`` is a saved state.
+    """
+    encoder = parts.encoder.to(device)
+    objective = parts.objective.to(device)
+    optimizer = parts.optimizer
+    data = parts.data
+    x = data.x.to(device)  # (n, *shape)
+    n, steps, every = x.shape[0], cfg.train.steps, cfg.log.every
+    batch_size = cfg.train.batch_size or n
+    trainable = [p for g in optimizer.param_groups for p in g["params"]]
+    labelled = data.labels is not None and data.labels_test is not None
+    # Mini-batch order has its own generator so that it never shifts the global RNG stream.
+    order = torch.Generator().manual_seed(cfg.seed)
+    # So do the augmented views (views.seed), drawn on the run's device.
+    make_views = ViewMaker(cfg.views, objective.views, cfg.seed, device, cfg.loss.name)
+    generators = {"order": order, "views": make_views.generator}  # saved with checkpoints
+    bf16 = cfg.train.autocast == "bf16"  # the encoder and loss in bfloat16; metrics stay float64
+    at = Position(0, 0.0, torch.arange(n), n if batch_size < n else 0)
+    if resume is not None:
+        at = restore_checkpoint(resume, encoder, objective, optimizer, generators)
+    start, before = at.step, at.elapsed  # before: seconds spent before a resume
+
+    def snapshot() -> None:
+        if checkpoint is not None:
+            at.elapsed = before + time.perf_counter() - t0
+            save_checkpoint(checkpoint, at, encoder, objective, optimizer, generators, device)
+
+    rows: list[dict[str, Any]] = []
+    status, dim, diverged_at = "completed", 0, None
+    finite = torch.ones((), dtype=torch.bool, device=device)  # stays True while the loss does
+    reporter.start(steps)
+    reporter.advance(start)
+    t0 = time.perf_counter()
+    try:
+        for step in range(start, steps):
+            if stop is not None and stop.signal:
+                status = "interrupted"
+                break
+            # ---------------------------------------------------------------- batch
+            if batch_size < n:
+                if at.pos + batch_size > n:  # new epoch: reshuffle, drop the ragged tail
+                    at.perm, at.pos = torch.randperm(n, generator=order), 0
+                batch = x[at.perm[at.pos : at.pos + batch_size].to(device)]  # (B, *shape)
+                at.pos += batch_size
+            else:
+                batch = x
+            views = make_views(batch)  # views.count tensors (B, *shape); [batch] for 1-view losses
+
+            # ---------------------------------------------------------------- step
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                out = objective(encoder, views)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+            objective.after_step(encoder, step, steps)
+            finite &= torch.isfinite(out.loss.detach())
+
+            # ---------------------------------------------------------------- log
+            if step % every == 0 or step == steps - 1:
+                # Metrics in float64; under autocast the rank tolerance is bfloat16's.
+                z = out.z.detach()
+                z_pos = out.z_pos.detach() if out.z_pos is not None else None
+                precision = torch.bfloat16 if bf16 else None
+                values, eigenvalues = metrics.compute_metrics(z, z_pos, precision)
+                # The one read-back of the training side: flag, loss, grad norm, loss parts.
+                still_finite, loss, grad_norm, *part_values = torch.stack(
+                    [finite.double(), out.loss.detach().double()]
+                    + [metrics.grad_norm(trainable).double()]
+                    + [v.detach().double() for v in out.parts.values()]
+                ).tolist()
+                row = {"step": step, "time": round(before + time.perf_counter() - t0, 4)}
+                row |= {"loss": loss, **values, "grad_norm": grad_norm}
+                row |= dict(zip(out.parts, part_values, strict=True))
+                # kNN accuracy of the held-out split against the training set, in eval mode.
+                if still_finite and labelled:
+                    train_z, test_z = embed(encoder, x), embed(encoder, data.x_test)
+                    row["knn_acc"] = metrics.knn_accuracy(
+                        train_z, data.labels, test_z, data.labels_test, k=cfg.log.knn_k
+                    )
+                writer.append_metrics(row)
+                if not still_finite or not math.isfinite(values["variance"]):
+                    status, diverged_at = "diverged", step
+                    break
+                rows.append(row)
+                if cfg.log.spectrum:
+                    writer.append_spectrum(step, eigenvalues.tolist())
+                dim = eigenvalues.numel()
+                reporter.log(row, dim)
+            at.step = step + 1
+            reporter.advance(at.step)
+            if cfg.train.checkpoint_every and at.step % cfg.train.checkpoint_every == 0:
+                snapshot()
+    except KeyboardInterrupt:
+        status = "interrupted"
+    if status == "interrupted" and cfg.train.checkpoint_every:
+        snapshot()  # the state after the last finished step: resume picks up exactly here
+    wall = before + time.perf_counter() - t0
+    return Result(rows, status, at.step, wall, batch_size, dim, diverged_at)
