@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..registry import NonNegativeFloat
-from .base import OBJECTIVES, Objective, Output, two_views
+from .base import OBJECTIVES, Objective, Output, off_diagonal_entries, two_views
 
 BN_EPS = 1e-5  # the paper's code standardises with BatchNorm1d(affine=False): eps 1e-5
 
@@ -29,8 +29,9 @@ def on_diagonal(c: torch.Tensor) -> torch.Tensor:
 
 
 def off_diagonal(c: torch.Tensor) -> torch.Tensor:
-    """Σ_{i≠j} C_ij²: the redundancy-reduction term (0 when dimensions are decorrelated)."""
-    return c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
+    """Σ_{i≠j} C_ij²: the redundancy-reduction term (0 when dimensions are decorrelated),
+    summed over the off-diagonal entries themselves (see `off_diagonal_entries`)."""
+    return off_diagonal_entries(c).pow(2).sum()
 
 
 @OBJECTIVES.register("barlow_twins")

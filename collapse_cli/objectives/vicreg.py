@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import NonNegativeFloat, PositiveFloat
-from .base import OBJECTIVES, Objective, Output, two_views
+from .base import OBJECTIVES, Objective, Output, off_diagonal_entries, two_views
 
 
 def invariance_term(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
@@ -23,11 +23,12 @@ def variance_term(z: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> tor
 
 
 def covariance_term(z: torch.Tensor) -> torch.Tensor:
-    """(1/d) Σ_{i≠j} C_ij², C = the (d, d) covariance of z (N − 1 denominator)."""
+    """(1/d) Σ_{i≠j} C_ij², C = the (d, d) covariance of z (N − 1 denominator), summed over
+    the off-diagonal entries themselves (see `off_diagonal_entries`)."""
     n, d = z.shape
     zc = z - z.mean(0)
-    cov = zc.T @ zc / (n - 1)
-    return (cov.pow(2).sum() - torch.diagonal(cov).pow(2).sum()) / d
+    cov = zc.T @ zc / (n - 1)  # (d, d)
+    return off_diagonal_entries(cov).pow(2).sum() / d
 
 
 @OBJECTIVES.register("vicreg")
