@@ -175,3 +175,58 @@ def test_every_registered_component_builds_with_its_defaults():
 
         opt = regs["optimizer"].build(name, [torch.nn.Parameter(torch.zeros(1))])
         assert isinstance(opt, torch.optim.Optimizer)
+
+
+# --------------------------------------------------------------------------- constructors
+@pytest.mark.parametrize(
+    ("build", "words"),
+    [
+        (lambda: _objective("infonce", temperature=0), "temperature: must be > 0, got 0"),
+        (lambda: _objective("byol", momentum=1.5), "momentum: must be <= 1, got 1.5"),
+        (lambda: _objective("barlow_twins", lambd=-1.0), "lambd: must be >= 0"),
+        (lambda: _encoder("mlp")((4,), out_dim=0), "out_dim: must be > 0, got 0"),
+        (lambda: _encoder("mlp")((4,), hidden=[8, -2]), r"hidden: every entry must be > 0"),
+        (lambda: _encoder("cnn")((1, 8, 8), activation="elu"), "activation: must be one of relu"),
+    ],
+)
+def test_constructors_check_their_own_hyperparameters(build, words: str):
+    """A component built from Python, not YAML, still names the parameter it refuses."""
+    with pytest.raises(ValueError, match=words):
+        build()
+
+
+def _objective(name: str, **params):
+    from collapse_cli.objectives import OBJECTIVES
+
+    return OBJECTIVES.get(name).factory(**params)
+
+
+def _encoder(name: str):
+    import collapse_cli.encoders as encoders
+
+    return getattr(encoders, name)
+
+
+def test_a_type_error_inside_a_component_is_reported_as_a_bug_not_as_config(tmp_path):
+    from collapse_cli.errors import ComponentBug
+    from collapse_cli.objectives import OBJECTIVES
+    from collapse_cli.objectives.base import Objective
+    from collapse_cli.training.build import build
+
+    @OBJECTIVES.register("broken_for_test")
+    class Broken(Objective):
+        """A loss whose constructor has a bug."""
+
+        def __init__(self, width: int = 2) -> None:
+            super().__init__()
+            self.width = len(width)  # TypeError: the component's own mistake
+
+    try:
+        cfg = load_config(
+            {"data": {"name": "gaussian"}, "encoder": {"name": "linear"},
+             "loss": {"name": "broken_for_test"}, "optimizer": {"name": "adam"}}
+        )  # fmt: skip
+        with pytest.raises(ComponentBug, match="loss 'broken_for_test' failed in its own code"):
+            build(cfg)
+    finally:
+        OBJECTIVES._entries.pop("broken_for_test")
