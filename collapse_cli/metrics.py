@@ -6,10 +6,12 @@ Definitions, collapsed and healthy values and sources are in docs/metrics.md.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import torch
 
+from .catalogue import KNN_K, ORDER
 from .linalg import (
     PAIR_CAP,
     as_f64,
@@ -266,7 +268,7 @@ def knn_accuracy(
     train_labels: torch.Tensor,
     test_z: torch.Tensor,
     test_labels: torch.Tensor,
-    k: int = 20,
+    k: int = KNN_K,
 ) -> float:
     """Fraction of test rows whose label is the majority among their k most cosine-similar
     train rows (labels are integers ≥ 0; a tie of votes goes to the smallest label; k is capped
@@ -298,6 +300,49 @@ def knn_accuracy(
 
 
 # ---------------------------------------------------------------------------- one log step
+@dataclass
+class Shared:
+    """What the metrics of one log step share, each formed once on z's device."""
+
+    z64: torch.Tensor  # (N, d) float64
+    norm: torch.Tensor  # (N,) row norms
+    u: torch.Tensor  # (N, d) unit rows
+    cov: torch.Tensor  # (m, m): C, or the N × N Gram when N < d
+    z_pos: torch.Tensor | None  # (N, d) positives of two-view objectives
+
+
+@dataclass
+class Spectra:
+    """The decomposed spectra of one log step, on the host."""
+
+    eigs: torch.Tensor  # (d,) λ₁ ≥ … ≥ λ_d of C
+    gram_eigs: torch.Tensor  # (m,) σ_k(Z)², descending
+    rank: int  # numerical rank of C
+
+
+# The metrics of compute_metrics by catalogue key (catalogue.py has their titles and readings).
+# On z's device, 0-dim tensors read back together; None where a metric does not apply.
+ON_DEVICE: dict[str, Callable[[Shared], torch.Tensor | None]] = {
+    "variance": lambda s: s.cov.diagonal().sum() / s.z64.shape[1],  # tr(C)/d, either matrix
+    "std_l2": lambda s: _std_l2_of_unit(s.u),
+    "uniformity": lambda s: _uniformity_of_unit(pair_rows(s.u, PAIR_CAP)),
+    "alignment": lambda s: None if s.z_pos is None else _alignment_of_unit(s.u, s.z_pos),
+    "mean_cosine": lambda s: _mean_cosine_of_unit(s.u),
+    "norm_mean": lambda s: s.norm.mean(),
+}
+# From the spectra, on the host.
+FROM_SPECTRUM: dict[str, Callable[[Spectra], float | None]] = {
+    "min_eig": lambda s: float(s.eigs[-1]),
+    "max_eig": lambda s: float(s.eigs[0]),
+    "rank": lambda s: s.rank,
+    "effective_rank": lambda s: effective_rank_from_spectrum(s.eigs),
+    "rankme": lambda s: _rankme_from_eigs(s.gram_eigs),
+    "participation_ratio": lambda s: participation_ratio_from_spectrum(s.eigs),
+    "alpha_req": lambda s: alpha_req_from_spectrum(s.eigs, s.rank),
+}
+NEEDS_RANK = {"alpha_req"}  # absent, not NaN, when the spectrum is not finite
+
+
 @torch.no_grad()
 def compute_metrics(
     z: torch.Tensor, z_pos: torch.Tensor | None = None, precision: torch.dtype | None = None
@@ -321,37 +366,22 @@ def compute_metrics(
     z64 = as_f64(z)
     n, d = z64.shape
     norm = torch.linalg.vector_norm(z64, dim=1)  # (N,)
-    u = unit_rows(z64, norm)  # (N, d)
     cov, gram = products(z64)  # (m, m) each, m = min(N, d)
-    maybe = {
-        "variance": cov.diagonal().sum() / d,  # tr(C)/d, also when C is the N×N Gram
-        "std_l2": _std_l2_of_unit(u),
-        "uniformity": _uniformity_of_unit(pair_rows(u, PAIR_CAP)),
-        "alignment": _alignment_of_unit(u, z_pos) if z_pos is not None else None,
-        "mean_cosine": _mean_cosine_of_unit(u),
-        "norm_mean": norm.mean(),
-    }
+    step = Shared(z64, norm, unit_rows(z64, norm), cov, z_pos)
+    maybe = {key: f(step) for key, f in ON_DEVICE.items()}
     on_device = {k: v for k, v in maybe.items() if v is not None}  # absent = not applicable
     scalars, both = read_back(torch.stack(list(on_device.values())), cov, gram)
-    values = dict(zip(on_device, scalars, strict=True))
+    values: dict[str, float] = dict(zip(on_device, scalars, strict=True))
     eigs, gram_eigs = descending(both[0], d), descending(both[1], both[1].numel())  # descending
 
     if not (torch.isfinite(eigs).all() and all(map(math.isfinite, values.values()))):
-        keys = ["min_eig", "max_eig", "rank", "effective_rank", "rankme", "participation_ratio"]
-        return {k: math.nan for k in [*values, *keys]}, eigs.fill_(math.nan)
+        # A diverged step: NaN for every metric that applies to any spectrum.
+        values |= {k: math.nan for k in FROM_SPECTRUM if k not in NEEDS_RANK}
+        return {k: values[k] for k in ORDER if k in values}, eigs.fill_(math.nan)
     scale = max(float(eigs[0]), float(gram_eigs[0]) / max(n - 1, 1))  # σ₁(Z)²/(N−1) ≥ λ₁
-    rank = numerical_rank(eigs, n, precision or z.dtype, scale)
-    out: dict[str, float] = {
-        "variance": values.pop("variance"),
-        "min_eig": float(eigs[-1]),
-        "max_eig": float(eigs[0]),
-        "rank": rank,
-        "effective_rank": effective_rank_from_spectrum(eigs),
-        "rankme": _rankme_from_eigs(gram_eigs),
-        "participation_ratio": participation_ratio_from_spectrum(eigs),
-    }
-    alpha = alpha_req_from_spectrum(eigs, rank)
-    if alpha is not None:
-        out["alpha_req"] = alpha
-    out.update(values)
-    return out, eigs
+    spectra = Spectra(eigs, gram_eigs, numerical_rank(eigs, n, precision or z.dtype, scale))
+    for key, f in FROM_SPECTRUM.items():
+        value = f(spectra)
+        if value is not None:
+            values[key] = value
+    return {k: values[k] for k in ORDER if k in values}, eigs

@@ -139,7 +139,8 @@ def _problem(annotation: Any, value: Any) -> str | None:
         return None if None in found else found[0]
     if origin in (list, tuple) and isinstance(value, (list, tuple)) and args:
         each = args if origin is tuple and Ellipsis not in args else [args[0]] * len(value)
-        problem = next((p for a, v in zip(each, value) if (p := _problem(a, v))), None)
+        pairs = zip(each, value, strict=False)  # a tuple of the wrong length: left to pydantic
+        problem = next((p for a, v in pairs if (p := _problem(a, v))), None)
         return problem and f"every entry {problem}"
     return None
 

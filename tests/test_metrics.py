@@ -11,20 +11,11 @@ import pytest
 import torch
 
 from collapse_cli import metrics as M
+from collapse_cli.catalogue import EMBEDDING_KEYS
 
-KEYS = {
-    "variance",
-    "min_eig",
-    "max_eig",
-    "rank",
-    "effective_rank",
-    "rankme",
-    "participation_ratio",
-    "std_l2",
-    "uniformity",
-    "mean_cosine",
-    "norm_mean",
-}
+# The metrics compute_metrics always gives for N >= 2, from the catalogue (alpha_req needs rank
+# >= 10, alignment positives).
+KEYS = set(EMBEDDING_KEYS)
 
 
 # ---------------------------------------------------------------------------- references

@@ -12,29 +12,16 @@ import torch
 import yaml
 
 from collapse_cli import run_experiment
+from collapse_cli.catalogue import EMBEDDING_KEYS
 from collapse_cli.errors import RunNotFoundError
 from collapse_cli.rundir import RunWriter, create_run_dir, read_jsonl, resolve_run
 
 from .conftest import CONFIGS
 
 SHORT = ["train.steps=120", "log.every=50"]
-METRIC_KEYS = {
-    "step",
-    "time",
-    "loss",
-    "variance",
-    "min_eig",
-    "max_eig",
-    "rank",
-    "effective_rank",
-    "rankme",
-    "participation_ratio",
-    "std_l2",
-    "uniformity",
-    "mean_cosine",
-    "norm_mean",
-    "grad_norm",
-}
+# Every row of metrics.jsonl: step, time, loss, the embedding metrics of the catalogue that
+# apply for N >= 2, and the gradient norm.
+METRIC_KEYS = {"step", "time", "loss", *EMBEDDING_KEYS, "grad_norm"}
 
 
 @pytest.fixture(scope="module")
