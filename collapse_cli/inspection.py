@@ -15,8 +15,8 @@ from .catalogue import KNN_K
 from .config import VerdictConfig
 from .data import _check_split, split
 from .errors import ConfigError
+from .interpretation import readings
 from .metrics import compute_metrics, knn_accuracy, knn_chance
-from .readings import readings
 from .rundir import write_json
 from .verdict import verdict, zero_label
 

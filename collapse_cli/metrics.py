@@ -320,7 +320,7 @@ class Spectra:
     rank: int  # numerical rank of C
 
 
-# The metrics of compute_metrics by catalogue key (catalogue.py has their titles and readings).
+# compute_metrics's metrics by catalogue key (titles and collapsed values: catalogue.py).
 # On z's device, 0-dim tensors read back together; None where a metric does not apply.
 ON_DEVICE: dict[str, Callable[[Shared], torch.Tensor | None]] = {
     "variance": lambda s: s.cov.diagonal().sum() / s.z64.shape[1],  # tr(C)/d, either matrix

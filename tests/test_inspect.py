@@ -13,8 +13,8 @@ import torch
 
 from collapse_cli.errors import ConfigError
 from collapse_cli.inspection import inspect_embeddings, load_embeddings, load_labels
+from collapse_cli.interpretation import spread
 from collapse_cli.metrics import compute_metrics
-from collapse_cli.readings import spread
 
 
 def _matrix(n: int = 200, d: int = 16, seed: int = 0) -> torch.Tensor:

@@ -53,8 +53,8 @@ print(loaded)
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
     )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
     assert len(list((runs).glob("compare-*/*.png"))) > 1  # compare drew its overlays
     assert len(list(runs.glob("*-collapse/plots/*.png"))) > 1
 
