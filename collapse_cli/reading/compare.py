@@ -57,10 +57,6 @@ class Comparison:
     out: Path | None = None  # where the figures went
     figures: list[Path] = field(default_factory=list)
 
-    @property
-    def ids(self) -> list[str]:
-        return [r.id for r in self.runs]
-
 
 def flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """{"loss": {"name": "x"}} -> {"loss.name": "x"}; lists stay whole values."""

@@ -10,8 +10,6 @@ import subprocess
 from datetime import datetime
 from typing import Any
 
-STATUSES = ("running", "completed", "interrupted", "diverged", "failed")
-
 
 def now() -> str:
     """The local time, to the second, with its UTC offset: how meta.json records moments."""
