@@ -137,7 +137,14 @@ def inspect_embeddings(
 def draw_spectrum(report: Report, path: Path) -> None:
     """λ_i against i on a log axis. Those past the numerical rank (structurally 0) cannot sit on
     a log axis: they are drawn at a floor a decade below the smallest nonzero one, shaded."""
-    from .reading.style import OKABE_ITO, STRUCTURAL, figure_style, log_floor, new_figure
+    from .reading.style import (
+        OKABE_ITO,
+        STRUCTURAL,
+        figure_style,
+        log_floor,
+        new_figure,
+        readable_log_ticks,
+    )
 
     eigs, (n, d), r = np.array(report.spectrum), report.shape, int(report.metrics["rank"])
     index, floor = np.arange(1, d + 1), log_floor(np.array(report.spectrum[:r]))
@@ -156,6 +163,7 @@ def draw_spectrum(report: Report, path: Path) -> None:
         ax.set(xlabel="index i (λ₁ largest)", ylabel="λ_i (log)", xlim=(0.5, d + 0.5))
         ax.set_title(f"Sorted eigenvalue spectrum of {name} (N = {n}, d = {d})\n{report.verdict}")
         ax.legend(loc="upper right")
+        readable_log_ticks(ax.figure)
         ax.figure.savefig(path)
 
 

@@ -22,6 +22,7 @@ from .text import (
     print_error,
     print_fields,
     print_lines,
+    print_note,
     print_table,
     width_of,
 )
@@ -61,7 +62,7 @@ def print_start(console: Console, job: Any) -> None:
         print_lines(console, f"resuming {job.path} from step {job.step} of {cfg.train.steps}")
     kept = cfg.views.kept_defaults()
     if kept:
-        print_lines(
+        print_note(
             console,
             f"views: also on by default: {', '.join(kept)} (set them to 0, [1, 1] or null to "
             "turn them off; collapse components views)",

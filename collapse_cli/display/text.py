@@ -107,6 +107,13 @@ def print_lines(console: Console, *lines: str) -> None:
         console.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
+def print_note(console: Console, text: str) -> None:
+    """A sentence for the reader, wrapped at word boundaries, never read as markup."""
+    console.print(
+        text, markup=False, highlight=False, width=None if console.is_terminal else LOG_WIDTH
+    )
+
+
 def print_error(console: Console, message: str) -> None:
     """``error: <message>`` in red, the message itself never read as markup."""
     console.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
@@ -118,7 +125,7 @@ def print_fields(console: Console, fields: list[tuple[str, Text | str]], indent:
     grid.add_column(no_wrap=True)
     grid.add_column(overflow="fold")
     for label, value in fields:
-        grid.add_row(" " * (indent - 1) + f"{label}:", value)
+        grid.add_row(" " * indent + f"{label}:", value)
     # In a terminal at its width; in a log file or a pipe, wrapped all the same, at a width
     # logs read well.
     console.print(grid, width=None if console.is_terminal else LOG_WIDTH)

@@ -10,7 +10,7 @@ from ..errors import CollapseError, ConfigError
 from ..rundir import COMPARISON, PLOTS, is_run_dir, read_json, resolve_run
 from .panels import PANELS, drawn, overview
 from .run import Run, load_run
-from .style import DPI, FORMATS, OVERVIEW_MARGINS, figure_style, new_figure
+from .style import DPI, FORMATS, OVERVIEW_MARGINS, figure_style, new_figure, readable_log_ticks
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -58,6 +58,7 @@ def save(
     paths = [out / f"{name}.{fmt}" for name in figs]
     with figure_style():
         for path, fig in zip(paths, figs.values(), strict=True):
+            readable_log_ticks(fig)
             fig.savefig(path, dpi=dpi or DPI)
     return paths
 

@@ -71,19 +71,40 @@ def new_figure(rows: int, cols: int, size: tuple[float, float], **margins: float
 
 
 def log_if_positive(ax: Axes, *ys: np.ndarray) -> None:
-    """Log y only when there is something positive to show (else matplotlib warns and blanks).
-    Within one decade the ticks read as plain numbers (0.35, 0.4), not as 3.5×10⁻¹."""
+    """Log y only when there is something positive to show (else matplotlib warns and blanks)."""
     import numpy as np
-    from matplotlib.ticker import FuncFormatter
 
-    pos = np.concatenate([y[np.isfinite(y) & (y > 0)] for y in ys]) if ys else np.array([])
-    if not pos.size:
-        return
-    ax.set_yscale("log")
-    if pos.max() < 10 * pos.min():
-        plain = FuncFormatter(lambda v, _: f"{v:.3g}")
-        ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(plain)
+    if any(np.any(np.isfinite(y) & (y > 0)) for y in ys):
+        ax.set_yscale("log")
+
+
+def readable_log_ticks(fig: Figure) -> None:
+    """Tick labels a reader can read on every log axis of ``fig``, set once its limits are
+    final: within one decade every tick as a plain number (0.35, 0.4), within two the decades
+    and the 2s and 5s between them, beyond that matplotlib's powers of ten."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    def plain(v: float, _: int) -> str:
+        return f"{v:.3g}"
+
+    def twos_and_fives(v: float, _: int) -> str:
+        mantissa = f"{v:.0e}"[0]
+        return plain(v, 0) if mantissa in "25" else ""
+
+    for ax in fig.axes:
+        if ax.get_yscale() != "log":
+            continue
+        low, high = ax.get_ylim()
+        if not 0 < low < high:
+            continue
+        if high < 10 * low:
+            ax.yaxis.set_major_formatter(FuncFormatter(plain))
+            ax.yaxis.set_minor_formatter(FuncFormatter(plain))
+        elif high < 100 * low:
+            ax.yaxis.set_major_formatter(FuncFormatter(plain))
+            ax.yaxis.set_minor_formatter(FuncFormatter(twos_and_fives))
+        else:
+            ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def log_floor(*ys: np.ndarray) -> float:
