@@ -60,7 +60,8 @@ FormatOpt = Annotated[
     str, typer.Option("--format", help="Figure format: png, svg or pdf.", metavar="FORMAT")
 ]
 DpiOpt = Annotated[
-    int | None, typer.Option("--dpi", help="Resolution of png figures (default 100).", min=10)
+    int | None,
+    typer.Option("--dpi", help="Resolution of png figures (default 100).", min=10, metavar="DPI"),
 ]
 LabelOpt = Annotated[
     list[str] | None,
