@@ -15,7 +15,6 @@ from rich.text import Text
 from ..verdict import COMPLETE, DIMENSIONAL, HEALTHY, NOT_JUDGED, min_eig_text
 
 WIDE = 200  # the width of tables in output that is not a terminal (files, pipes, CI logs)
-LOG_WIDTH = 120  # ... and of the lines of text that wrap there
 
 
 def fmt(value: Any) -> str:
@@ -126,6 +125,4 @@ def print_fields(console: Console, fields: list[tuple[str, Text | str]], indent:
     grid.add_column(overflow="fold")
     for label, value in fields:
         grid.add_row(" " * indent + f"{label}:", value)
-    # In a terminal at its width; in a log file or a pipe, wrapped all the same, at a width
-    # logs read well.
-    console.print(grid, width=None if console.is_terminal else LOG_WIDTH)
+    console.print(grid)  # at the console's width: the terminal's, or 80 in a file or a pipe
