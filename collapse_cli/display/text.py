@@ -108,9 +108,7 @@ def print_lines(console: Console, *lines: str) -> None:
 
 def print_note(console: Console, text: str) -> None:
     """A sentence for the reader, wrapped at word boundaries, never read as markup."""
-    console.print(
-        text, markup=False, highlight=False, width=None if console.is_terminal else LOG_WIDTH
-    )
+    console.print(text, markup=False, highlight=False)
 
 
 def print_error(console: Console, message: str) -> None:
