@@ -69,12 +69,10 @@ class VICReg(Objective):
     def forward(self, encoder: nn.Module, views: list[torch.Tensor]) -> Output:
         v1, v2 = two_views(views, "vicreg")
         z1, z2 = encoder(v1), encoder(v2)  # (n, d) each: this rank's share of the batch
-        z1, z2 = collectives.gather(z1), collectives.gather(z2)  # (N, d): variance, covariance
-        inv = invariance_term(z1, z2)
-        var = (
-            variance_term(z1, self.gamma, self.eps) + variance_term(z2, self.gamma, self.eps)
-        ) / 2
-        cov = covariance_term(z1) + covariance_term(z2)
+        a, b = collectives.gather(z1), collectives.gather(z2)  # (N, d) each: the whole batch
+        inv = invariance_term(a, b)
+        var = (variance_term(a, self.gamma, self.eps) + variance_term(b, self.gamma, self.eps)) / 2
+        cov = covariance_term(a) + covariance_term(b)
         w_inv, w_var, w_cov = self.weights
         parts = {
             "invariance": inv.detach(),
