@@ -14,8 +14,10 @@ import datetime
 import inspect
 import os
 import re
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -136,28 +138,18 @@ class World:
         return ddp(step, device_ids=ids, **no_sync)
 
     def failure(self, text: str, key: str) -> tuple[str, int | None]:
-        """Why the run failed, given this rank's error ``text``: with several ranks, the error
-        another rank posted first (the root cause: this one is then the collective it broke),
-        else this one, posted for the others; then the process group is torn down, so that no
-        rank waits on this one. Returns the message (``rank R: ...``) and R (None in one
-        process)."""
+        """Why the run failed, from this rank's error ``text``, and the rank that failed (None
+        when unknown, and in one process). With several ranks, the first that applies: the
+        error another rank posted (the root cause: this rank's is then the collective it
+        broke); a rank on this host whose process ended without one (killed: out of memory,
+        kill -9); this rank's own error, posted for the others, unless it is only lost contact
+        with a rank that hung or ended elsewhere. Then the process group is torn down, so that
+        no rank waits on this one. ``key`` names the run in the store."""
         if not self.distributed:
             return text, None
-        found = None
-        with contextlib.suppress(Exception):  # no store: report this rank's own error
-            store = dist.distributed_c10d._get_default_store()
-            others = [r for r in range(self.size) if r != self.rank]
-            posted = [r for r in others if store.check([_error_key(key, r)])]
-            if posted:
-                found = (store.get(_error_key(key, posted[0])).decode(), posted[0])
-            else:
-                store.set(_error_key(key, self.rank), text)
+        cause = _cause(self, text, key)
         self.abort()
-        return (
-            (f"rank {found[1]}: {found[0]}", found[1])
-            if found
-            else (f"rank {self.rank}: {text}", self.rank)
-        )
+        return cause
 
     def abort(self) -> None:
         """Tear the process group down now: the other ranks' collectives fail at once."""
@@ -167,8 +159,64 @@ class World:
                 dist.destroy_process_group()
 
 
+def _cause(world: World, text: str, key: str) -> tuple[str, int | None]:
+    """`World.failure`'s search for the root cause, through the store of the process group."""
+    others = [r for r in range(world.size) if r != world.rank]
+    lost = any(sign in text for sign in ("gloo/transport", "NCCL", "Timed out", "Connection"))
+    try:
+        store = dist.distributed_c10d._get_default_store()
+        for r in others:
+            if store.check([_error_key(key, r)]):
+                return f"rank {r}: {store.get(_error_key(key, r)).decode()}", r
+        for r in others:
+            if store.check([_process_key(r)]):
+                host, pid = store.get(_process_key(r)).decode().rsplit(":", 1)
+                if host == socket.gethostname() and _ended(int(pid)):
+                    return (
+                        f"rank {r}: its process ({pid}) ended without an error (killed, or out "
+                        f"of memory?); rank {world.rank} saw: {text}",
+                        r,
+                    )
+        if not lost:
+            store.set(_error_key(key, world.rank), text)
+    except Exception:  # no store to ask (its host is gone): this rank's own view
+        pass
+    if lost:
+        return (
+            f"rank {world.rank} lost contact with the other ranks and none reported an error "
+            f"(one hung past {TIMEOUT_ENV}, or ended on another host): {text}",
+            None,
+        )
+    return f"rank {world.rank}: {text}", world.rank
+
+
+def _ended(pid: int) -> bool:
+    """Whether process ``pid`` of this host has ended (gone, or a zombie not yet reaped)."""
+    try:
+        os.kill(pid, 0)  # signal 0 sends nothing: it only checks that the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _error_key(key: str, rank: int) -> str:
     return f"collapse/{key}/error/{rank}"
+
+
+def _process_key(rank: int) -> str:
+    return f"collapse/process/{rank}"
+
+
+def _register(world: World) -> None:
+    """Record this rank's host and process id in the store, for `World.failure`."""
+    with contextlib.suppress(Exception):
+        store = dist.distributed_c10d._get_default_store()
+        store.set(_process_key(world.rank), f"{socket.gethostname()}:{os.getpid()}")
 
 
 def _text(e: BaseException) -> str:
@@ -212,6 +260,7 @@ def joined(device: str) -> Iterator[World]:
         yield World(resolve_device(device))
         return
     try:
+        _register(world)
         dist.barrier(group=world.control)
         yield world
     finally:
