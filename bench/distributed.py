@@ -42,8 +42,9 @@ GATHER_REPEATS = 200
 
 
 # --------------------------------------------------------------------------- whole runs
-def run(nproc: int, device: str, steps: int, every: int, folder: Path) -> float:
-    """One ``collapse run``; returns its loop's steps/s (summary.json)."""
+def run(nproc: int, device: str, steps: int, every: int, folder: Path, threads: int) -> float:
+    """One ``collapse run``; returns its loop's steps/s (summary.json). ``threads``: the one
+    process's OMP threads (the ranks get the cores shared out, --nproc's default)."""
     import subprocess
 
     out = folder / f"{nproc}-{time.monotonic_ns()}"
@@ -51,9 +52,7 @@ def run(nproc: int, device: str, steps: int, every: int, folder: Path) -> float:
         COLLAPSE, "run", CONFIG, f"train.batch_size={BATCH}", f"train.steps={steps}",
         f"log.every={every}", "--device", device, "-q", "--runs-dir", str(out),
     ] + ["--nproc", str(nproc)] * (nproc > 1)  # fmt: skip
-    env = child_env(None)
-    if nproc == 1 and device == "cpu":
-        env.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    env = child_env(threads if nproc == 1 else None)
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stderr[-3000:]}")
@@ -198,19 +197,23 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds (default 3)")
     p.add_argument("--steps", type=int, default=60, help="steps of each run (default 60)")
     p.add_argument("--every", type=int, default=20, help="log interval (default 20)")
+    p.add_argument(
+        "--threads", type=int, default=os.cpu_count(), help="OMP threads of the one process "
+        "(default: every core; the ranks get cores / N each)",
+    )  # fmt: skip
     args = p.parse_args()
     device, nproc = args.device, args.nproc
     info = machine(device)
     print(
         f"{info['cpu']} ({info['cores']} cores), device {device}, global batch {BATCH}, "
-        f"1 vs {nproc} ranks, {args.steps} steps, log every {args.every}, "
-        f"load {info['load_avg_1m_at_start']}"
+        f"1 process ({args.threads} threads) vs {nproc} ranks, {args.steps} steps, "
+        f"log every {args.every}, load {info['load_avg_1m_at_start']}"
     )
     folder = Path(tempfile.mkdtemp(prefix="bench-ddp-runs-"))
     rates: dict[str, list[float]] = {"1 process": [], f"{nproc} ranks": []}
 
     def side(ranks: int, name: str) -> float:
-        rate = run(ranks, device, args.steps, args.every, folder)
+        rate = run(ranks, device, args.steps, args.every, folder, args.threads)
         rates[name].append(rate)
         return 1.0 / rate
 
@@ -242,7 +245,8 @@ def main() -> None:
     ]
     print(table([f"inside {nproc} ranks", "median"], rows))
     result: dict[str, Any] = {
-        "machine": info, "nproc": nproc, "batch": BATCH, "steps": args.steps,
+        "machine": info, "nproc": nproc, "threads": args.threads, "batch": BATCH,
+        "steps": args.steps,
         "every": args.every, "steps_per_second": sps, "speedup": speedup, "inside_ranks": cost,
     }  # fmt: skip
     if device.startswith("cuda"):

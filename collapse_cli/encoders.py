@@ -19,7 +19,7 @@ ENCODERS = Registry("encoder", injected=("in_shape",))
 Activation = Literal["relu", "gelu", "tanh", "silu", "identity"]
 # true: batch norm, synchronised over the ranks of a distributed run (the whole run's batch
 # norms: encoder, projector, predictors, targets); per_rank: each rank's own statistics.
-BatchNorm = bool | Literal["per_rank"]
+BatchNorm = Literal[True, False, "per_rank"]
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import inspect
+import logging
 import os
 import re
 import socket
@@ -28,7 +29,7 @@ from .. import collectives
 from ..config import RunConfig
 from ..errors import CollapseError, ConfigError, RunError
 from ..objectives import Objective, Output
-from .build import resolve_device
+from .build import build, resolve_device
 
 T = TypeVar("T")
 
@@ -339,9 +340,10 @@ def check_split(cfg: RunConfig, size: int, n: int | None) -> None:
     if size == 1 or batch is None or batch % size == 0:
         return
     what = f"{batch}" if cfg.train.batch_size else f"null (the whole data, {n} samples)"
+    fix = "use" if cfg.train.batch_size else "set train.batch_size to"
     raise ConfigError(
-        f"{cfg.source}: train.batch_size: {what} does not split evenly over {size} ranks; use "
-        f"a multiple of {size}"
+        f"{cfg.source}: train.batch_size: {what} does not split evenly over {size} ranks; "
+        f"{fix} a multiple of {size}"
     )
 
 
@@ -423,7 +425,8 @@ def check_launch(cfg: RunConfig, nproc: int) -> None:
             f"{torch.cuda.device_count()}; use --nproc {torch.cuda.device_count()} or "
             "device=cpu"
         )
-    check_split(cfg, nproc, None)
+    n = None if cfg.train.batch_size else build(cfg).data.x.shape[0]  # the whole data's size
+    check_split(cfg, nproc, n)
 
 
 def launch(nproc: int, args: list[str]) -> int:
@@ -435,6 +438,11 @@ def launch(nproc: int, args: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
+    # The ranks report the run; of torchrun's own lines, only its errors (a rank that was
+    # killed, with its exit code) say something they cannot.
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("torch.distributed.elastic", "torch.distributed.run")):
+            logging.getLogger(name).setLevel(logging.ERROR)
     # torchrun's default is one thread per rank; the machine's cores shared out is as safe.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     argv = ["--standalone", f"--nproc-per-node={nproc}", "--module", "collapse_cli", *args]
