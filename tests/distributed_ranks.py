@@ -21,12 +21,16 @@ import torch.distributed as dist
 from collapse_cli import collectives, run_experiment
 from collapse_cli.config import load_config
 from collapse_cli.errors import RunError
-from collapse_cli.training import resume_run
+from collapse_cli.training import lifecycle, resume_run
 from collapse_cli.training.build import build
 from collapse_cli.training.distributed import joined
 from collapse_cli.views import ViewMaker
 
 RANKS = 2
+
+
+def no_figures(path: Path, meta: dict[str, Any]) -> None:
+    """Instead of the end-of-run figures, which these runs need not draw (seconds each)."""
 
 
 def one_step(doc: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +134,7 @@ def main(rank: int, folder: str, jobs: list[dict[str, Any]]) -> None:
     """One rank: run every job in one process group (joined through a file store), a fresh one
     after a job that failed, or for a job with its own ``timeout``; save what each gave."""
     torch.set_num_threads(1)
+    lifecycle._plot = no_figures
     out = Path(folder)
     out.mkdir(exist_ok=True)
     for n, job in enumerate(jobs):

@@ -27,7 +27,7 @@ import torch.multiprocessing as mp
 from collapse_cli import run_experiment
 from collapse_cli.errors import ConfigError
 from collapse_cli.rundir import read_jsonl
-from collapse_cli.training import distributed, resume_run
+from collapse_cli.training import distributed, lifecycle, resume_run
 
 from . import distributed_ranks
 from .conftest import CONFIGS, ROOT
@@ -77,6 +77,12 @@ JOBS = (
 )  # fmt: skip
 DIES = [{"name": "dies", "kind": "fail", "doc": doc(LOSSES["barlow_twins"]), "rank": 1,
          "after": 3, "how": "kill"}]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def no_figures(monkeypatch):
+    """The runs of this module, here as in the ranks, skip their end-of-run figures."""
+    monkeypatch.setattr(lifecycle, "_plot", distributed_ranks.no_figures)
 
 
 @pytest.fixture(scope="module")
