@@ -130,6 +130,17 @@ def run(
     plain: Annotated[
         bool, typer.Option("--plain", help="Plain lines even in a terminal (no live display).")
     ] = False,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            "--nproc",
+            min=1,
+            help="Train on N processes of this machine, started by torchrun's launcher: one "
+            "CUDA device each (nccl), or CPU processes (gloo). train.batch_size is the global "
+            "batch, split over them.",
+            metavar="N",
+        ),
+    ] = None,
 ) -> None:
     """Train the configured model, show the collapse metrics live, write a run folder.
 
@@ -139,9 +150,14 @@ def run(
         err.print("loading torch…", style="dim", highlight=False)
     from .config import load_config
     from .display import make_reporter, print_ending, print_start, print_summary
-    from .training import open_resume, resume_run, run_experiment
+    from .training import distributed, open_resume, resume_run, run_experiment
 
     command = " ".join(["collapse", *sys.argv[1:]])
+    # What each rank runs under --nproc: this command without it.
+    ranks_run = ["run", *[str(config)] * (config is not None), *(overrides or [])]
+    ranks_run += ["--device", device] * bool(device) + ["--resume", resume] * bool(resume)
+    ranks_run += ["--deterministic"] * deterministic + ["--runs-dir", str(runs_dir)]
+    ranks_run += ["--quiet"] * quiet + ["--plain"] * plain
     overrides = list(overrides or [])
     overrides += [f"device={device}"] * bool(device) + ["train.deterministic=true"] * deterministic
     with _user_errors():
@@ -155,16 +171,22 @@ def run(
         else:
             job = cfg = load_config(_config_file(config), overrides)
             start = run_experiment
-        if not quiet:
+        if nproc is not None and nproc > 1:  # rank 0 of the processes reports the run
+            distributed.check_launch(cfg, nproc)
+            raise typer.Exit(distributed.launch(nproc, ranks_run))
+        main = distributed.launched_rank() == 0  # under torchrun, rank 0 alone reports
+        if not quiet and main:
             print_start(err, job)
         mode, thresholds = "plain" if plain else "auto", cfg.log.verdict.model_dump()
-        reporter = None if quiet else make_reporter(out, mode, cfg.name, thresholds)
+        reporter = None if quiet or not main else make_reporter(out, mode, cfg.name, thresholds)
         try:
             path, summary = start(job, runs_dir=runs_dir, reporter=reporter, command=command)
         finally:
             if reporter is not None:
                 reporter.stop()
-        print_summary(out, path, summary)
+    if not main:
+        return
+    print_summary(out, path, summary)
     code = print_ending(err, path, summary)
     if code:
         raise typer.Exit(code)

@@ -17,6 +17,9 @@ from .registry import PositiveInt, Registry
 ENCODERS = Registry("encoder", injected=("in_shape",))
 
 Activation = Literal["relu", "gelu", "tanh", "silu", "identity"]
+# true: batch norm, synchronised over the ranks of a distributed run (the whole run's batch
+# norms: encoder, projector, predictors, targets); per_rank: each rank's own statistics.
+BatchNorm = Literal[True, False, "per_rank"]
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
@@ -75,12 +78,12 @@ def mlp(
     hidden: list[PositiveInt] = [256, 256],  # noqa: B006 - read only, shown as the default
     out_dim: PositiveInt = 128,
     activation: Activation = "relu",
-    batch_norm: bool = False,
+    batch_norm: BatchNorm = False,
     bias: bool = True,
     projector: list[PositiveInt] | None = None,
 ) -> nn.Module:
     """Linear layers of the given hidden sizes with an activation (and batch norm) between."""
-    body = mlp_head(math.prod(in_shape), [*hidden, out_dim], activation, batch_norm, bias)
+    body = mlp_head(math.prod(in_shape), [*hidden, out_dim], activation, bool(batch_norm), bias)
     return _finish(body, len(in_shape) > 1, out_dim, projector)
 
 
@@ -90,7 +93,7 @@ def cnn(
     channels: list[PositiveInt] = [32, 64],  # noqa: B006 - read only, shown as the default
     out_dim: PositiveInt = 128,
     activation: Activation = "relu",
-    batch_norm: bool = True,
+    batch_norm: BatchNorm = True,
     projector: list[PositiveInt] | None = None,
 ) -> nn.Module:
     """A small conv net for (C, H, W) images such as digits, then the projector.

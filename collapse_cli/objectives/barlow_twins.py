@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import collectives
 from ..registry import NonNegativeFloat
 from .base import OBJECTIVES, Objective, Output, off_diagonal_entries, two_views
 
@@ -43,7 +44,8 @@ class BarlowTwins(Objective):
     C is the cross-correlation of the batch-standardised embeddings of the two views. The YAML
     key of λ is ``lambd`` (``lambda`` is a Python keyword), as in the paper's code; ``lambd: 0``
     drops redundancy reduction, leaving every dimension free to carry the same feature.
-    Logged parts: ``on_diagonal`` and ``off_diagonal`` (unweighted).
+    Logged parts: ``on_diagonal`` and ``off_diagonal`` (unweighted). On several ranks C is
+    that of the gathered global batch, and every rank's loss is the whole batch's.
 
     >>> import torch
     >>> c = cross_correlation(torch.eye(2), torch.eye(2))  # columns ±1: C = [[1, −1], [−1, 1]]
@@ -59,8 +61,8 @@ class BarlowTwins(Objective):
 
     def forward(self, encoder: nn.Module, views: list[torch.Tensor]) -> Output:
         v1, v2 = two_views(views, "barlow_twins")
-        z1, z2 = encoder(v1), encoder(v2)  # (N, d) each
-        c = cross_correlation(z1, z2)  # (d, d)
+        z1, z2 = encoder(v1), encoder(v2)  # (n, d) each: this rank's share of the batch
+        c = cross_correlation(collectives.gather(z1), collectives.gather(z2))  # (d, d), all N
         on, off = on_diagonal(c), off_diagonal(c)
         parts = {"on_diagonal": on.detach(), "off_diagonal": off.detach()}
         return Output(loss=on + self.lambd * off, z=z1, z_pos=z2, parts=parts)

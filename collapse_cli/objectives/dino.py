@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import collectives
 from ..encoders import mlp_head
 from ..registry import PositiveFloat, PositiveInt
 from .base import (
@@ -120,7 +121,8 @@ class DINO(Objective):
             center = self.center if self.centering else 0.0
             p1 = teacher_probabilities(t1, center, self.teacher_temperature)
             p2 = teacher_probabilities(t2, center, self.teacher_temperature)
-            self._batch_center = torch.cat([t1, t2]).mean(0)  # (K,)
+            # (K,) the teacher's mean score over the global batch: the mean of the ranks' means
+            self._batch_center = collectives.mean_over_ranks(torch.cat([t1, t2]).mean(0))
         ce = (
             dino_cross_entropy(p1, s2, self.student_temperature)
             + dino_cross_entropy(p2, s1, self.student_temperature)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import collectives
 from ..registry import PositiveFloat
 from .base import OBJECTIVES, Objective, Output, two_views
 
@@ -15,15 +16,23 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
 
     u = the rows of [z1; z2] (2N, d) scaled to unit norm, s = u uᵀ their cosine similarities,
     j the other view of anchor i; every other embedding in the batch is a negative.
+
+    On several ranks z1 and z2 are this rank's n rows: its 2n anchors are compared with the
+    gathered 2N candidates [Z1; Z2], in which its own rows sit at offset + i and N + offset + i;
+    the mean over the rank's anchors averages over the ranks to the mean over all 2N.
     """
     if z1.shape != z2.shape or z1.ndim != 2:
         raise ValueError(f"z1 and z2 must both be (N, d), got {tuple(z1.shape)}, {tuple(z2.shape)}")
     n = z1.shape[0]
-    u = F.normalize(torch.cat([z1, z2]), dim=1)  # (2N, d)
-    sim = (u @ u.T) / temperature  # (2N, 2N)
-    self_pairs = torch.eye(2 * n, dtype=torch.bool, device=u.device)
+    u = F.normalize(torch.cat([z1, z2]), dim=1)  # (2n, d) this rank's anchors
+    candidates = torch.cat([collectives.gather(u[:n]), collectives.gather(u[n:])])  # (2N, d)
+    total = candidates.shape[0]  # 2N
+    sim = (u @ candidates.T) / temperature  # (2n, 2N)
+    mine = torch.arange(n, device=u.device) + collectives.offset(n)
+    own = torch.cat([mine, mine + total // 2])  # (2n,) each anchor's own column
+    self_pairs = torch.zeros_like(sim, dtype=torch.bool).scatter_(1, own[:, None], True)
     sim = sim.masked_fill(self_pairs, float("-inf"))  # an anchor is never its own candidate
-    positives = (torch.arange(2 * n, device=u.device) + n) % (2 * n)
+    positives = (own + total // 2) % total
     return F.cross_entropy(sim, positives)
 
 

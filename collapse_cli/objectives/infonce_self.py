@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import collectives
 from ..registry import PositiveFloat
 from .base import OBJECTIVES, Objective, Output
 
@@ -15,11 +16,15 @@ def infonce_self_loss(z: torch.Tensor, temperature: float = 1.0) -> torch.Tensor
 
     There is no second view and no normalisation: the positive of z_i is z_i itself, so the loss
     falls simply by growing ‖z_i‖ relative to the off-diagonal dot products.
+
+    On several ranks z is this rank's n rows: they are the anchors, the gathered batch (N, d)
+    the candidates, and row i's positive is column offset + i; the mean over the rank's anchors
+    averages over the ranks to the mean over all N (`collectives`).
     """
-    sim = z @ z.T  # (N, N)
+    sim = z @ collectives.gather(z).T  # (n, N)
     if temperature != 1.0:
         sim = sim / temperature
-    labels = torch.arange(z.size(0), device=z.device)
+    labels = torch.arange(z.size(0), device=z.device) + collectives.offset(z.size(0))
     return F.cross_entropy(sim, labels)
 
 

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import collectives
 from ..registry import PositiveFloat, PositiveInt
 from .base import OBJECTIVES, Objective, Output, UnitInterval, ema_update, frozen_copy, two_views
 
@@ -42,7 +43,9 @@ class MoCo(Objective):
     the negatives are a first-in-first-out queue of the last ``queue_size`` keys (4096 in the
     paper; it must be a multiple of the batch size and leave a batch of the data out of it, so
     small data need a smaller one). Starts from random unit keys, as the paper's code does.
-    ``z_pos`` (for alignment) is the key encoder's embedding of view 2.
+    ``z_pos`` (for alignment) is the key encoder's embedding of view 2. On several ranks each
+    rank's queries meet their own keys and the queue, and the queue takes the keys of the whole
+    global batch (gathered), so it is the same on every rank; the batch size is the global one.
 
     >>> import torch
     >>> q = torch.eye(2)
@@ -90,7 +93,7 @@ class MoCo(Objective):
             z_key = self.key_encoder(v2)  # (N, d)
             k = F.normalize(z_key, dim=1)
         loss = moco_loss(F.normalize(z, dim=1), k, self.queue.clone(), self.temperature)
-        self._keys = k
+        self._keys = collectives.gather_detached(k)  # (N, d): every rank queues the same keys
         return Output(loss=loss, z=z, z_pos=z_key)
 
     @torch.no_grad()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import collectives
 from .base import OBJECTIVES, Objective, Output
 
 
@@ -30,5 +31,5 @@ class Variance(Objective):
     """
 
     def forward(self, encoder: nn.Module, views: list[torch.Tensor]) -> Output:
-        z = encoder(views[0])  # (N, d)
-        return Output(loss=variance_loss(z), z=z)
+        z = encoder(views[0])  # (n, d): this rank's share; the variance is the whole batch's
+        return Output(loss=variance_loss(collectives.gather(z)), z=z)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import collectives
 from ..registry import NonNegativeFloat, PositiveFloat
 from .base import OBJECTIVES, Objective, Output, off_diagonal_entries, two_views
 
@@ -41,7 +42,8 @@ class VICReg(Objective):
     ν = 1 (``invariance_weight``, ``variance_weight``, ``covariance_weight``). With
     ``variance_weight: 0`` nothing keeps the embeddings spread and they collapse (the paper's
     ablation). Logged parts: ``invariance`` (s), ``variance_term`` ([v(Z) + v(Z')]/2),
-    ``covariance_term`` (c(Z) + c(Z')), all unweighted.
+    ``covariance_term`` (c(Z) + c(Z')), all unweighted. On several ranks all three terms are
+    those of the gathered global batch, and every rank's loss is the whole batch's.
 
     >>> import torch
     >>> round(float(variance_term(torch.zeros(4, 3))), 4)  # collapsed: 1 − √ε
@@ -66,12 +68,11 @@ class VICReg(Objective):
 
     def forward(self, encoder: nn.Module, views: list[torch.Tensor]) -> Output:
         v1, v2 = two_views(views, "vicreg")
-        z1, z2 = encoder(v1), encoder(v2)  # (N, d) each
-        inv = invariance_term(z1, z2)
-        var = (
-            variance_term(z1, self.gamma, self.eps) + variance_term(z2, self.gamma, self.eps)
-        ) / 2
-        cov = covariance_term(z1) + covariance_term(z2)
+        z1, z2 = encoder(v1), encoder(v2)  # (n, d) each: this rank's share of the batch
+        a, b = collectives.gather(z1), collectives.gather(z2)  # (N, d) each: the whole batch
+        inv = invariance_term(a, b)
+        var = (variance_term(a, self.gamma, self.eps) + variance_term(b, self.gamma, self.eps)) / 2
+        cov = covariance_term(a) + covariance_term(b)
         w_inv, w_var, w_cov = self.weights
         parts = {
             "invariance": inv.detach(),

@@ -22,9 +22,10 @@ from ..errors import CollapseError, ConfigError, RunError
 from ..metrics import knn_chance
 from ..summary import build_summary
 from ..yamlfile import dump_yaml
-from .build import build, resolve_device
+from .build import build
 from .checkpoint import load_checkpoint
-from .loop import Reporter, Silent, Stop, train
+from .distributed import NoFiles, World, check_split, joined
+from .loop import Reporter, Result, Silent, Stop, train
 from .tensorboard import TensorBoardWriter
 
 ConfigSource = str | Path | dict[str, Any] | RunConfig
@@ -51,8 +52,19 @@ def run_experiment(
         summary["verdict"]
     """
     cfg = load_config(config, overrides)
-    device = resolve_device(cfg.device)
-    parts = build(cfg)
+    with joined(cfg.device) as world:  # one process, or one rank of several (torchrun)
+        parts = build(cfg)
+        check_split(cfg, world.size, parts.data.x.shape[0])
+        # Rank 0 alone creates the folder; every rank learns its path.
+        path, meta = world.from_main(lambda: _create(cfg, runs_dir, world, command))
+        return path, _execute(cfg, parts, world, path, meta, reporter)
+
+
+def _create(
+    cfg: RunConfig, runs_dir: str | Path, world: World, command: str | None
+) -> tuple[Path, dict[str, Any]]:
+    """A new run folder with its config.yaml and its first meta.json."""
+    device = world.device
     path = rundir.create_run_dir(runs_dir, cfg.name or "run")
     meta = rundir.new_meta(
         path.name,
@@ -63,12 +75,13 @@ def run_experiment(
         device_name=_device_name(device),
         versions={"torch": torch.__version__, "collapse_cli": __version__},
     )
+    meta |= world.meta()
     try:
         rundir.write_atomic(path / rundir.CONFIG, dump_yaml(resolved(cfg)))
         rundir.write_json(path / rundir.META, meta)
     except OSError as e:
         raise CollapseError(f"{path}: cannot write the run folder ({e.strerror})") from None
-    return path, _execute(cfg, parts, device, path, meta, reporter)
+    return path, meta
 
 
 RESUME_KEYS = ("train.steps",)  # what --resume may change: the run's length
@@ -163,10 +176,20 @@ def resume_run(
     the resumed step on. ``run`` may be a `Resumable` already opened.
     """
     job = run if isinstance(run, Resumable) else open_resume(run, overrides, runs_dir=runs_dir)
-    cfg, path, meta, step = job.cfg, job.path, job.meta, job.step
-    device = resolve_device(cfg.device)
-    parts = build(cfg)
+    cfg, path, meta = job.cfg, job.path, job.meta
+    # Every rank has read the run (open_resume) before rank 0 changes it: joined's barrier.
+    with joined(cfg.device) as world:
+        parts = build(cfg)
+        check_split(cfg, world.size, parts.data.x.shape[0])
+        prior = world.on_main(lambda: _reopen(job, world, command))
+        return path, _execute(
+            cfg, parts, world, path, meta, reporter, resume=job.state, prior=prior
+        )
 
+
+def _reopen(job: Resumable, world: World, command: str | None) -> list[dict[str, Any]]:
+    """Truncate the run to its checkpoint and mark it running again; returns the rows kept."""
+    cfg, path, meta, step = job.cfg, job.path, job.meta, job.step
     # Rows logged after the checkpoint are recomputed. When the length changes, so is the row
     # logged only because it was the old last step, as a run of the new length would not log it.
     changed = cfg.train.steps != job.old_steps
@@ -179,18 +202,19 @@ def resume_run(
     rundir.keep_rows(path / rundir.SPECTRUM, kept)
     if changed:
         rundir.write_atomic(path / rundir.CONFIG, dump_yaml(resolved(cfg)))
-    meta.update(status="running", ended=None, **rundir.process_fields())
+    meta.update(status="running", ended=None, **rundir.process_fields(), **world.meta())
     entry = {"at": rundir.now(), "from_step": step, "command": command or " ".join(sys.argv)}
     entry |= {"steps": [job.old_steps, cfg.train.steps]} if changed else {}
+    entry |= world.meta()
     meta.setdefault("resumed", []).append(entry)
     rundir.write_json(path / rundir.META, meta)
-    return path, _execute(cfg, parts, device, path, meta, reporter, resume=job.state, prior=prior)
+    return prior
 
 
 def _execute(
     cfg: RunConfig,
     parts: Any,
-    device: torch.device,
+    world: World,
     path: Path,
     meta: dict[str, Any],
     reporter: Reporter | None,
@@ -199,25 +223,45 @@ def _execute(
     prior: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Train into ``path`` under signal handlers, then write the summary, the figures and the
-    final meta."""
+    final meta. With several ranks, rank 0 alone writes and reports; every rank returns the
+    summary. A rank that fails ends the run as failed, with the rank and its error."""
     stop = Stop()
-    checkpoint = path / rundir.CHECKPOINT  # every checkpoint_every steps, and on interrupt
-    writer = TensorBoardWriter(path) if cfg.log.tensorboard else rundir.RunWriter(path)
+    main = world.main
+    checkpoint = path / rundir.CHECKPOINT if main else None  # every checkpoint_every, on Ctrl-C
+    if not main:
+        writer: Any = NoFiles()
+    else:
+        writer = TensorBoardWriter(path) if cfg.log.tensorboard else rundir.RunWriter(path)
     try:
-        with _signals(stop), _deterministic(cfg.train.deterministic):
+        # In a distributed run every signal only asks to stop: the ranks stop together.
+        with _signals(stop, twice=not world.distributed), _deterministic(cfg.train.deterministic):
             result = train(
-                cfg, parts, device, writer, reporter or Silent(),
-                stop=stop, checkpoint=checkpoint, resume=resume,
+                cfg, parts, world.device, writer, (reporter if main else None) or Silent(),
+                stop=stop, checkpoint=checkpoint, resume=resume, world=world,
             )  # fmt: skip
     except OSError as e:
-        _fail(path, meta, f"cannot write to the run folder ({e.strerror})")
-        raise RunError(f"{path}: cannot write to the run folder ({e.strerror})") from None
+        error, rank = world.failure(f"cannot write to the run folder ({e.strerror})", path.name)
+        _fail(path, meta, error, world, rank)
+        raise RunError(f"{path}: {error}") from None
     except Exception as e:
-        _fail(path, meta, f"{type(e).__name__}: {e}")
-        raise RunError(f"{path}: the run failed: {type(e).__name__}: {e}") from e
+        error, rank = world.failure(f"{type(e).__name__}: {e}", path.name)
+        _fail(path, meta, error, world, rank)
+        raise RunError(f"{path}: the run failed: {error}") from e
     finally:
         writer.close()
+    return world.from_main(lambda: _finish(cfg, parts, path, meta, result, prior, reporter))
 
+
+def _finish(
+    cfg: RunConfig,
+    parts: Any,
+    path: Path,
+    meta: dict[str, Any],
+    result: Result,
+    prior: list[dict[str, Any]] | None,
+    reporter: Reporter | None,
+) -> dict[str, Any]:
+    """The summary, the figures and the final meta of a run that ended (rank 0)."""
     rows = (prior or []) + result.rows
     spectra = rundir.read_jsonl(path / rundir.SPECTRUM)[-1:] if not result.dim else []
     labels = parts.data.labels_test
@@ -287,22 +331,30 @@ def _plot(path: Path, meta: dict[str, Any]) -> None:
         meta["plots_error"] = f"{type(e).__name__}: {e}"
 
 
-def _fail(path: Path, meta: dict[str, Any], error: str) -> None:
+def _fail(
+    path: Path, meta: dict[str, Any], error: str, world: World, rank: int | None = None
+) -> None:
+    """meta.json marked failed with the error (rank 0 writes it; ``failed_rank`` with ranks)."""
+    if not world.main:
+        return
+    fields = {"error": error} | ({"failed_rank": rank} if rank is not None else {})
     with contextlib.suppress(OSError):
-        rundir.write_json(path / rundir.META, rundir.ended(meta, "failed", error=error))
+        rundir.write_json(path / rundir.META, rundir.ended(meta, "failed", **fields))
 
 
 @contextlib.contextmanager
-def _signals(stop: Stop) -> Iterator[None]:
+def _signals(stop: Stop, *, twice: bool = True) -> Iterator[None]:
     """SIGINT and SIGTERM ask the loop to stop after the current step; a second Ctrl-C
-    interrupts at once. Only the main thread can install handlers; elsewhere nothing changes."""
+    interrupts at once (unless ``twice`` is False). Only the main thread can install handlers;
+    elsewhere nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: Any) -> None:
         stop.signal = signal.Signals(signum).name
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if twice:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

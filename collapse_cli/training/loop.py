@@ -13,13 +13,14 @@ from typing import Any, Protocol
 
 import torch
 
-from .. import metrics
+from .. import collectives, metrics
 from ..config import RunConfig
 from ..encoders import embed
 from ..rundir import RunWriter
 from ..views import ViewMaker
 from .build import Components
 from .checkpoint import Position, restore_checkpoint, save_checkpoint
+from .distributed import World
 
 
 class Reporter(Protocol):
@@ -64,6 +65,7 @@ def train(
     stop: Stop | None = None,
     checkpoint: Path | None = None,
     resume: dict[str, Any] | None = None,
+    world: World | None = None,
 ) -> Result:
     """Run the loop; returns the logged rows and how it ended.
 
@@ -74,14 +76,21 @@ def train(
     the run is interrupted; ``resume`` is a saved state. kNN accuracy is measured on the model
     that the step's forward pass uses, before its optimizer step, like every other metric of
     the row.
+
+    ``world``: the ranks of a distributed run (default one process). Each rank draws the views
+    of the whole global batch from the same generator and keeps its share; the metrics are those
+    of the gathered batch, and every rank takes the same decisions from them.
     """
+    world = world or World(device)
     encoder = parts.encoder.to(device)
     objective = parts.objective.to(device)
+    model = world.wrap(encoder, objective, cfg)  # DDP over both with several ranks
     optimizer = parts.optimizer
     data = parts.data
     x = data.x.to(device)  # (n, *shape)
     n, steps, every = x.shape[0], cfg.train.steps, cfg.log.every
-    batch_size = cfg.train.batch_size or n
+    batch_size = cfg.train.batch_size or n  # the global batch
+    share = world.share(batch_size)  # this rank's rows of it
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
     labelled = data.labels is not None and data.labels_test is not None
     # Mini-batch order has its own generator so that it never shifts the global RNG stream.
@@ -108,7 +117,8 @@ def train(
     t0 = time.perf_counter()
     try:
         for step in range(start, steps):
-            if stop is not None and stop.signal:
+            # Every rank stops after the same step, whichever the signal reached first.
+            if world.any(stop is not None and stop.signal is not None):
                 status = "interrupted"
                 break
             # ---------------------------------------------------------------- batch
@@ -120,17 +130,19 @@ def train(
             else:
                 batch = x
             views = make_views(batch)  # views.count tensors (B, *shape); [batch] for 1-view losses
+            views = [v[share] for v in views]  # (B / ranks, *shape) each: this rank's rows
 
             # ---------------------------------------------------------------- step
             log_step = step % every == 0 or step == steps - 1
-            if log_step and labelled:  # kNN of the model the row's other metrics describe,
-                # in eval mode before this step's forward pass moves batch-norm statistics
+            if log_step and labelled and world.main:  # kNN of the model the row's other
+                # metrics describe, in eval mode before this step's forward pass moves
+                # batch-norm statistics; on rank 0, which alone writes it
                 train_z, test_z = embed(encoder, x), embed(encoder, data.x_test)
                 knn = metrics.knn_accuracy(
                     train_z, data.labels, test_z, data.labels_test, k=cfg.log.knn_k
                 )
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                out = objective(encoder, views)
+                out = model(views)  # objective(encoder, views)
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             optimizer.step()
@@ -139,21 +151,27 @@ def train(
 
             # ---------------------------------------------------------------- log
             if log_step:
-                # Metrics in float64; under autocast the rank tolerance is bfloat16's.
-                z = out.z.detach()
+                # Metrics in float64 of the global batch, gathered from every rank; under
+                # autocast the rank tolerance is bfloat16's.
+                z = collectives.gather_detached(out.z.detach())  # (B, d)
                 z_pos = out.z_pos.detach() if out.z_pos is not None else None
+                z_pos = collectives.gather_detached(z_pos) if z_pos is not None else None
                 precision = torch.bfloat16 if bf16 else None
                 values, eigenvalues = metrics.compute_metrics(z, z_pos, precision)
-                # The one read-back of the training side: flag, loss, grad norm, loss parts.
-                still_finite, loss, grad_norm, *part_values = torch.stack(
-                    [finite.double(), out.loss.detach().double()]
-                    + [metrics.grad_norm(trainable).double()]
-                    + [v.detach().double() for v in out.parts.values()]
+                # The one read-back of the training side: flag, loss, grad norm, loss parts,
+                # averaged over the ranks (their mean loss is the global batch's loss).
+                still_finite, loss, grad_norm, *part_values = collectives.mean_over_ranks(
+                    torch.stack(
+                        [finite.double(), out.loss.detach().double()]
+                        + [metrics.grad_norm(trainable).double()]
+                        + [v.detach().double() for v in out.parts.values()]
+                    )
                 ).tolist()
+                still_finite = still_finite == 1  # finite on every rank
                 row = {"step": step, "time": round(before + time.perf_counter() - t0, 4)}
                 row |= {"loss": loss, **values, "grad_norm": grad_norm}
                 row |= dict(zip(out.parts, part_values, strict=True))
-                if still_finite and labelled:
+                if still_finite and labelled and world.main:
                     row["knn_acc"] = knn  # held-out split against the training set, eval mode
                 writer.append_metrics(row)
                 if not still_finite or not math.isfinite(values["variance"]):
