@@ -8,13 +8,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..catalogue import ORDER, OVERLAID
 from ..errors import ConfigError
-from ..rundir import create_stamped, resolve_run
+from ..rundir import create_stamped
 from ..verdict import min_eig_text
 from .run import Run, load_run
+
+if TYPE_CHECKING:
+    from .seeds import SeedComparison
 
 STATS = ("final", "min", "max")
 # When several keys tell the runs apart, legends use the most telling ones first.
@@ -188,6 +191,9 @@ def compare_runs(
 
 def compare_named(
     runs: list[str], runs_dir: str | Path = "runs", out: str | Path | None = None
-) -> Comparison:
-    """``collapse compare RUN RUN ...``: resolve the names a user typed, then `compare_runs`."""
-    return compare_runs([resolve_run(r, runs_dir) for r in runs], out)
+) -> Comparison | SeedComparison:
+    """``collapse compare RUN RUN ...``: resolve the names a user typed, then `compare_runs`;
+    a sweep folder, or runs that differ only in seed, compare over seeds (reading/seeds.py)."""
+    from .seeds import compare_any
+
+    return compare_any(runs, runs_dir, out)

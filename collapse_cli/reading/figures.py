@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..catalogue import KNN_K
 from ..errors import CollapseError, ConfigError
-from ..rundir import PLOTS, resolve_run
+from ..rundir import PLOTS, is_sweep_dir, resolve_run, resolve_sweep
 from ..verdict import min_eig_text, zero_label
 from .run import Run, load_run
 
@@ -352,7 +352,12 @@ def plot_run(run_dir: Path, out: Path | None = None, fmt: str = "png") -> list[P
 def plot_named(
     run: str | Path, runs_dir: str | Path = "runs", out: Path | None = None, fmt: str = "png"
 ) -> list[Path]:
-    """``collapse plot RUN``: resolve the name a user typed and draw the run's figures."""
+    """``collapse plot RUN``: resolve the name a user typed and draw the run's figures; a
+    sweep folder gets its study figure (reading/study.py)."""
+    if is_sweep_dir(Path(run)) or (not Path(run).exists() and str(run).startswith("sweep-")):
+        from .study import plot_sweep
+
+        return plot_sweep(resolve_sweep(run, runs_dir), out, fmt)
     paths = plot_run(resolve_run(run, runs_dir), out, fmt)
     if not paths:
         raise CollapseError(f"{run}: no metrics logged yet, nothing to plot")

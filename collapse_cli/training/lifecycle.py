@@ -21,6 +21,7 @@ from ..config import RunConfig, load_config, resolved
 from ..errors import CollapseError, ConfigError, RunError
 from ..metrics import knn_chance
 from ..summary import build_summary
+from ..threads import torch_threads
 from ..yamlfile import dump_yaml
 from .build import build, resolve_device
 from .checkpoint import load_checkpoint
@@ -203,7 +204,8 @@ def _execute(
     checkpoint = path / rundir.CHECKPOINT if cfg.train.checkpoint_every else None
     writer = rundir.RunWriter(path)
     try:
-        with _signals(stop), _deterministic(cfg.train.deterministic):
+        threads = torch_threads(cfg.train.threads)
+        with _signals(stop), _deterministic(cfg.train.deterministic), threads:
             result = train(
                 cfg, parts, device, writer, reporter or Silent(),
                 stop=stop, checkpoint=checkpoint, resume=resume,
@@ -236,7 +238,7 @@ def _execute(
         diverged_at=result.diverged_at,
     )
     rundir.write_json(path / rundir.SUMMARY, summary)
-    if rows:
+    if rows and cfg.log.plots:
         _plot(path, meta)
     rundir.write_json(path / rundir.META, rundir.ended(meta, result.status))
     return summary
