@@ -71,15 +71,3 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def init_worker(threads: int) -> None:
-    """The start of a sweep's pool worker, before its first run loads torch: the thread
-    variables and count, its own process group (a Ctrl-C at the terminal reaches only the
-    sweep's process, which passes one signal on), and SIGINT ignored between runs (a run's own
-    handler takes it while the run goes)."""
-    import signal
-
-    set_thread_env(threads)
-    os.setpgrp()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)

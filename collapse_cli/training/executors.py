@@ -25,7 +25,8 @@ from typing import Any
 from .. import rundir
 from ..errors import CollapseError, ConfigError
 from ..reading.sweep import folders_by_key
-from ..threads import init_worker, thread_env
+from ..threads import thread_env
+from ..worker import PassOnStop, catch_stops, init_worker, stop_asked
 from ..yamlfile import parse_scalar
 
 EXECUTORS = ("pool", "submitit")
@@ -69,14 +70,20 @@ def run_task(task: Task) -> dict[str, Any]:
     from .lifecycle import resume_run, run_experiment
 
     sweep_dir = Path(task.sweep_dir)
-    outcome: dict[str, Any] = {"index": task.index, "threads": task.threads}
+    outcome: dict[str, Any] = {"index": task.index}
     try:
         with torch_threads(task.threads):
+            import torch
+
+            outcome["threads"] = torch.get_num_threads()  # what the run's torch will use
+            if stop_asked():  # the sweep stopped before this run began
+                return outcome | {"status": "pending"}
+            how = {"reporter": PassOnStop(), "command": task.command}
             if task.folder:
-                path, summary = resume_run(sweep_dir / task.folder, command=task.command)
+                path, summary = resume_run(sweep_dir / task.folder, **how)
             else:
                 cfg = load_config(task.config, task.overrides)
-                path, summary = run_experiment(cfg, runs_dir=sweep_dir, command=task.command)
+                path, summary = run_experiment(cfg, runs_dir=sweep_dir, **how)
     except KeyboardInterrupt:  # a second signal while the run wrote its last files
         folder = find_folder(task)
         return outcome | {"status": "interrupted", "folder": folder and folder.name}
@@ -188,19 +195,17 @@ class SweepJob:
     folder and continues it from its checkpoint through `resume_run`."""
 
     def __call__(self, task: Task) -> dict[str, Any]:
-        # Until the run's own handler takes over, a SIGTERM (the sweep stopping) means "do not
-        # start" (submitit itself would only log it).
-        stopped: list[int] = []
-        previous = signal.signal(signal.SIGTERM, lambda signum, frame: stopped.append(signum))
+        # Until the run's own handler takes over, SIGTERM (the sweep stopping) is remembered
+        # and acted on by `run_task` (submitit itself would only log it).
+        previous = catch_stops()
         try:
             if task.folder is None:  # a requeued job finds what its first attempt left
                 folder = find_folder(task)
                 task.folder = folder.name if folder is not None and resumable(folder) else None
-            if stopped:
-                return {"index": task.index, "status": "pending"}
             return run_task(task)
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
     def checkpoint(self, task: Task) -> Any:
         from submitit.helpers import DelayedSubmission
