@@ -588,15 +588,22 @@ def print_seed_comparison(console: Console, result: Any) -> None:
         table.add_row(f"#{i + 1}", *params, seeds, majority, *cells_)
     print_table(console, table)
 
-    if result.metrics:
-        table = Table(title="every final metric (mean ± std)", title_justify="left")
-        table.add_column("metric", style="bold")
-        for i in range(len(result.groups)):
-            table.add_column(f"#{i + 1}", justify="right", no_wrap=True)
+    # Every final metric, a block of groups at a time: as many columns as the width holds.
+    width = console.width if console.is_terminal else 200
+    per = max(1, (width - 24) // 24)
+    for start in range(0, len(result.groups) * bool(result.metrics), per):
+        groups = result.groups[start : start + per]
+        title = "every final metric (mean ± std)"
+        if len(result.groups) > per:
+            title += f", #{start + 1}–#{start + len(groups)}"
+        table = Table(title=title, title_justify="left")
+        table.add_column("metric", style="bold", no_wrap=True)
+        for i in range(len(groups)):
+            table.add_column(f"#{start + i + 1}", justify="right", no_wrap=True)
         for m in result.metrics:
-            row = [_mean_std(g.stat(m)) for g in result.groups]
+            row = [_mean_std(g.stat(m)) for g in groups]
             if m == "min_eig":  # λ_min below a rank-deficient spectrum reads as what it is
-                row = [_structural(g) or text for g, text in zip(result.groups, row, strict=True)]
+                row = [_structural(g) or text for g, text in zip(groups, row, strict=True)]
             table.add_row(m, *row)
         print_table(console, table)
     for group in result.groups:

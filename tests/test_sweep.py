@@ -5,10 +5,12 @@ compare, plot and load_sweep make of a sweep (against means and deviations worke
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,11 +19,11 @@ import yaml
 
 from collapse_cli import load_sweep, run_sweep
 from collapse_cli.reading.run import load_run
-from collapse_cli.reading.study import is_logarithmic, mean_curve, study_figure
+from collapse_cli.reading.study import axis_kind, is_logarithmic, mean_curve, study_figure
 from collapse_cli.reading.sweep import open_sweep, run_key, sweep_groups
 from collapse_cli.threads import share
 from collapse_cli.training.executors import SweepJob, Task
-from collapse_cli.training.grid import split_values
+from collapse_cli.training.grid import grid_of_values, split_values
 from collapse_cli.training.sweep import plan_sweep, resume_sweep
 
 from .conftest import CONFIGS, write
@@ -153,6 +155,10 @@ def test_grid_values_split_at_top_level_commas_only():
     assert split_values("0.05, 0.1,0.5") == ["0.05", "0.1", "0.5"]
     assert split_values("[64, 64],[128],{a: 1, b: 2}") == ["[64, 64]", "[128]", "{a: 1, b: 2}"]
     assert split_values("'a,b',c") == ["'a,b'", "c"]
+    assert grid_of_values({"loss.name": ["a", "b,c"], "data.n": [64]}) == {
+        "loss.name": ["a", "b,c"],
+        "data.n": ["64"],
+    }  # values given in Python are never split
 
 
 # --------------------------------------------------------------------------- stop and resume
@@ -303,7 +309,7 @@ def study(tmp_path):
     return write_sweep(tmp_path, grid, runs, [0, 1, 2])
 
 
-def test_means_and_deviations_over_seeds_are_the_hand_computed_ones(study):
+def test_means_and_deviations_over_seeds_are_the_hand_computed_ones(study, monkeypatch):
     groups = {tuple(g.params.values()): g for g in sweep_groups(open_sweep(study))}
     assert len(groups) == 6
     for (lr, d), g in groups.items():
@@ -320,8 +326,12 @@ def test_means_and_deviations_over_seeds_are_the_hand_computed_ones(study):
     assert len(rows) == 18
     assert [r["variance_ratio"] for r in rows[:3]] == [0.25, 0.5, 0.75]
     assert rows[-1]["status"] == "diverged" and "NaN" in rows[-1]["reason"]
-    frame = load_sweep(study)  # pandas is installed here
-    assert frame.groupby(["optimizer.lr", "encoder.out_dim"]).size().tolist() == [3] * 6
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as if it were not installed
+    assert load_sweep(study) == rows
+    monkeypatch.undo()
+    if importlib.util.find_spec("pandas"):
+        frame = load_sweep(study)
+        assert frame.groupby(["optimizer.lr", "encoder.out_dim"]).size().tolist() == [3] * 6
 
 
 def test_compare_of_a_sweep_shows_mean_and_std_per_grid_point(cli, study):
@@ -378,8 +388,11 @@ def test_the_study_figure_draws_each_metric_against_each_parameter(cli, study):
     assert (study / "plots" / "study.png").is_file()
 
 
-def test_a_grid_is_logarithmic_when_its_values_are_spaced_evenly_in_log():
+def test_a_grid_is_drawn_on_a_log_axis_when_its_values_are_spaced_evenly_in_log():
     assert is_logarithmic([0.05, 0.1, 0.5]) and is_logarithmic([1e-3, 1e-2])
     assert is_logarithmic([1, 2, 4, 8, 16])
     assert not is_logarithmic([100, 200, 300]) and not is_logarithmic([64, 128])
     assert not is_logarithmic([0, 0.5, 1]) and not is_logarithmic(["adam", "sgd"])
+    assert [axis_kind(v) for v in ([1e-4, 1e-3], [0, 0.5, 1], [0, 1, 25], ["adam", "sgd"])] == [
+        "log", "linear", "category", "category"
+    ]  # fmt: skip

@@ -1,7 +1,7 @@
 """The figures of one run, drawn from its folder, and the look every figure shares.
 
-With overlays.py the only modules that import matplotlib, always inside functions and on the
-Agg canvas (no pyplot: no global figure state, no GUI backend).
+With overlays.py and study.py the only modules that import matplotlib, always inside functions
+and on the Agg canvas (no pyplot: no global figure state, no GUI backend).
 """
 
 from __future__ import annotations

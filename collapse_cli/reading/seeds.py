@@ -64,7 +64,7 @@ def _finish(result: SeedComparison, parent: Path, out: str | Path | None) -> See
     figs = compare_figures(
         used, labels, keys,
         draw=lambda ax, key: draw_bands(ax, groups, labels, key),
-        title=f"{result.title}: mean ± std over seeds", legend="mean ± std of",
+        title=f"{result.title}: mean ± std over seeds", legend="mean ± std over seeds",
     )  # fmt: skip
     result.out = Path(out) if out else create_stamped(parent, "compare-{stamp}", "comparison")
     result.figures = save(figs, result.out, "png")

@@ -90,22 +90,41 @@ def draw_bands(ax: Axes, groups: list[Group], labels: list[str], key: str) -> No
 
 
 # --------------------------------------------------------------------------- the study figure
+def _numbers(values: list[Any]) -> list[float] | None:
+    nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return sorted(nums) if len(nums) == len(values) and len(set(nums)) == len(nums) else None
+
+
+def _spread(gaps: list[float]) -> float:
+    """How unevenly spaced: the coefficient of variation of the gaps between values."""
+    return statistics.pstdev(gaps) / statistics.fmean(gaps)
+
+
 def is_logarithmic(values: list[Any]) -> bool:
     """Whether a grid reads better on a log axis: every value a positive number, spaced more
     evenly in log than in linear terms (two values: a factor of ten or more apart)."""
-    nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if len(nums) != len(values) or len(nums) < 2 or min(nums) <= 0:
+    s = _numbers(values)
+    if s is None or len(s) < 2 or s[0] <= 0:
         return False
-    s = sorted(nums)
     if len(s) == 2:
         return s[1] / s[0] >= 10
-
-    def spread(d: list[float]) -> float:  # coefficient of variation of the gaps
-        return statistics.pstdev(d) / statistics.fmean(d)
-
     linear = [b - a for a, b in itertools.pairwise(s)]
     logs = [math.log(b / a) for a, b in itertools.pairwise(s)]
-    return spread(logs) < spread(linear)
+    return _spread(logs) < _spread(linear)
+
+
+def axis_kind(values: list[Any]) -> str:
+    """``log`` for a logarithmic grid; ``linear`` for numbers spaced about evenly (or two);
+    ``category`` for anything else (names, lists, or numbers like 0, 1, 25), drawn at evenly
+    spaced positions labelled with the values."""
+    if is_logarithmic(values):
+        return "log"
+    s = _numbers(values)
+    if s is None:
+        return "category"
+    if len(s) <= 2 or _spread([b - a for a, b in itertools.pairwise(s)]) <= 0.5:
+        return "linear"
+    return "category"
 
 
 def _text(value: Any) -> str:
@@ -115,8 +134,8 @@ def _text(value: Any) -> str:
 def _panel(ax: Axes, groups: list[Group], keys: list[str], key: str, grid: dict, metric: str):
     """``metric`` against ``key``: one line per combination of the other swept values."""
     values = grid[key]
-    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-    xs = list(values) if numeric else list(range(len(values)))
+    kind = axis_kind(values)
+    xs = list(range(len(values))) if kind == "category" else list(values)
     others = [k for k in keys if k != key]
     lines: dict[str, dict[int, Group]] = {}
     for g in groups:
@@ -134,10 +153,11 @@ def _panel(ax: Axes, groups: list[Group], keys: list[str], key: str, grid: dict,
         ax.errorbar(xs, mean, yerr=err, color=OKABE_ITO[i % 8], ls=DASHES[i // 8 % 4],
                     marker="o", ms=4, capsize=3, label=label or None)  # fmt: skip
         ys += [m for m in mean if not math.isnan(m)]
-    if is_logarithmic(values):
+    if kind == "log":
         ax.set_xscale("log")
-    if not numeric:
+    if kind == "category":
         ax.set_xticks(xs, [_text(v) for v in values])
+        ax.set_xlim(-0.4, len(xs) - 0.6)
     ax.set(xlabel=key, ylabel=TITLES[metric])
     _references(ax, groups, metric, ys)
 

@@ -62,6 +62,22 @@ def parse_grid_options(items: list[str]) -> Grid:
     return grid
 
 
+def grid_of_values(values: dict[str, Any]) -> Grid:
+    """A grid given as Python values, ``{"optimizer.lr": [1e-3, 1e-2]}`` (a string value is
+    read as a ``--grid`` option's comma-separated values)."""
+    grid: Grid = {}
+    for key, vals in values.items():
+        if isinstance(vals, str):
+            grid |= parse_grid_options([f"{key}={vals}"])
+            continue
+        if not isinstance(key, str) or not _KEY.fullmatch(key):
+            raise ConfigError(f"grid key {key!r}: not a config key (e.g. optimizer.lr)")
+        if not isinstance(vals, (list, tuple)) or not vals:
+            raise ConfigError(f"grid {key}: must be a non-empty list of values")
+        grid[key] = [override_text(v) for v in vals]
+    return grid
+
+
 def override_text(value: Any) -> str:
     """A YAML value as the text of an override that parses back to the same value."""
     text = yaml.safe_dump(value, default_flow_style=True, width=10**9).strip()

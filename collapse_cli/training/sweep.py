@@ -30,7 +30,7 @@ from ..reading.sweep import ENDED, open_sweep, read_index, run_key
 from ..threads import share
 from ..yamlfile import read_yaml
 from .executors import Task, check_executor, make_executor, resumable
-from .grid import Grid, check_grid, check_seeds, override_text, parse_grid_options, read_block
+from .grid import Grid, check_grid, check_seeds, grid_of_values, parse_grid_options, read_block
 
 GridSpec = list[str] | dict[str, Any] | None  # ["key=v1,v2", ...] or {key: [v1, v2] or "v1,v2"}
 
@@ -144,12 +144,7 @@ def _as_grid(grid: GridSpec) -> Grid:
     if not grid:
         return {}
     if isinstance(grid, dict):
-        items = []
-        for key, values in grid.items():
-            if isinstance(values, (list, tuple)):
-                values = ",".join(override_text(v) for v in values)
-            items.append(f"{key}={values}")
-        return parse_grid_options(items)
+        return grid_of_values(grid)
     return parse_grid_options(list(grid))
 
 
