@@ -71,6 +71,14 @@ LabelOpt = Annotated[
         metavar="RUN=TEXT",
     ),
 ]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="torch's CPU threads per run (sets train.threads, and OMP/MKL_NUM_THREADS).",
+        metavar="N",
+    ),
+]
 
 
 @contextlib.contextmanager
@@ -141,11 +149,15 @@ def run(
             metavar="N",
         ),
     ] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Train the configured model, show the collapse metrics live, write a run folder.
 
     Exit codes: 0 completed, 2 bad config or input, 3 diverged (NaN/Inf), 130 interrupted.
     """
+    from .threads import set_thread_env
+
+    set_thread_env(threads)  # before torch loads: OpenMP and MKL read it once
     if not quiet and err.is_terminal:  # torch takes a second or two to import: say so at once
         err.print("loading torch…", style="dim", highlight=False)
     from .config import load_config
@@ -160,6 +172,7 @@ def run(
     ranks_run += ["--quiet"] * quiet + ["--plain"] * plain
     overrides = list(overrides or [])
     overrides += [f"device={device}"] * bool(device) + ["train.deterministic=true"] * deterministic
+    overrides += [f"train.threads={threads}"] * bool(threads)
     with _user_errors():
         if resume is not None:
             # With --resume the first positional argument is an override, not a config.
@@ -202,6 +215,111 @@ def _config_file(config: Path) -> Path:
             f"{config / CONFIG}; to continue it: collapse run --resume {config}"
         )
     return config
+
+
+@app.command()
+def sweep(
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="A YAML config; a sweep: block in it adds its grid and seeds."),
+    ] = None,
+    overrides: OverridesArg = None,
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid",
+            help="Sweep a config key over values, parsed as overrides are: "
+            "optimizer.lr=1e-3,1e-2. Repeat it for the Cartesian product.",
+            metavar="KEY=V1,V2,...",
+        ),
+    ] = None,
+    seeds: Annotated[
+        int | None,
+        typer.Option(min=1, help="Run every point with K seeds: the config's seed + 0 … K−1."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Runs at once (default: the cores ÷ the threads per run)."),
+    ] = None,
+    threads: ThreadsOpt = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="pool: local processes. submitit: a SLURM job array where there is SLURM, "
+            "else submitit's local executor (pip install 'collapse-cli[submitit]')."
+        ),
+    ] = "pool",
+    slurm: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--slurm",
+            help="A parameter of submitit's SLURM executor: partition=gpu, time=120 (minutes), "
+            "gpus_per_node=1, ... (repeatable).",
+            metavar="KEY=VALUE",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="The sweep folder's name (default: the config's name).")
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            help="Run what the sweep SWEEP (its folder) has not finished: runs never started, "
+            "failed or interrupted (from their checkpoint when they have one).",
+            metavar="SWEEP",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check every point and list the runs; create nothing.")
+    ] = False,
+    runs_dir: RunsDirOpt = Path("runs"),
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the summary and the sweep folder.")
+    ] = False,
+    plain: Annotated[
+        bool, typer.Option("--plain", help="Plain lines even in a terminal (no live display).")
+    ] = False,
+) -> None:
+    """Run a grid of config values times seeds, each an ordinary run folder, grouped under
+    RUNS_DIR/sweep-<time>-<name>/ with sweep.json as the index.
+
+    Exit codes: 0 every run completed, 1 a run failed, 2 bad input (nothing is created), 3 a run
+    diverged, 130 interrupted (--resume runs the rest).
+    """
+    from .display import make_sweep_reporter, print_sweep_plan, print_sweep_summary
+    from .training.sweep import check_sweep, resume_sweep, run_sweep
+
+    command = " ".join(["collapse", *sys.argv[1:]])
+    how = {"workers": workers, "threads": threads, "executor": executor, "slurm": slurm or []}
+    with _user_errors():
+        if resume is not None:
+            if config is not None or overrides or grid or seeds:
+                raise ConfigError(
+                    "--resume takes no config, overrides, --grid or --seeds: a sweep keeps its "
+                    "own (in its sweep.json)"
+                )
+        elif config is None:
+            raise ConfigError("give a config (collapse sweep CONFIG --grid ...) or --resume SWEEP")
+        elif dry_run:
+            print_sweep_plan(out, check_sweep(config, grid, seeds, overrides, name=name, **how))
+            return
+        reporter = None if quiet else make_sweep_reporter(out, "plain" if plain else "auto")
+        try:
+            if resume is not None:
+                result = resume_sweep(
+                    resume, runs_dir=runs_dir, reporter=reporter, command=command, **how
+                )
+            else:
+                result = run_sweep(
+                    config, grid, seeds, overrides, name=name, runs_dir=runs_dir,
+                    reporter=reporter, command=command, **how,
+                )  # fmt: skip
+        finally:
+            if reporter is not None:
+                reporter.stop()
+    code = print_sweep_summary(out, err, result)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

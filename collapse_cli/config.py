@@ -57,6 +57,7 @@ class TrainConfig(_Strict):
     checkpoint_every: int | None = Field(None, gt=0)
     deterministic: bool = False
     autocast: Literal["bf16"] | None = None
+    threads: int | None = Field(None, gt=0)  # torch's CPU threads for the run; None: the default
 
 
 class LogConfig(_Strict):
@@ -67,6 +68,7 @@ class LogConfig(_Strict):
     csv: bool = False  # also write metrics.csv at the end
     tensorboard: bool = False  # also write TensorBoard scalars (the tensorboard extra)
     verdict: VerdictConfig = VerdictConfig()
+    plots: bool = True  # draw the standard figures into plots/ when the run ends
 
 
 class RunConfig(_Strict):
@@ -147,14 +149,18 @@ def apply_overrides(doc: dict[str, Any], overrides: list[str], source: str) -> d
 
 
 def load_config(
-    source: str | Path | dict[str, Any] | RunConfig, overrides: list[str] | None = None
+    source: str | Path | dict[str, Any] | RunConfig,
+    overrides: list[str] | None = None,
+    *,
+    label: str | None = None,
 ) -> RunConfig:
     """Load, override and validate a config; every problem is a ConfigError naming its path.
 
     ``source`` is a YAML path, a dict of the YAML's shape, or an already loaded RunConfig,
-    which is returned as it is when there are no overrides.
+    which is returned as it is when there are no overrides. ``label`` names a dict's origin in
+    errors (a sweep's YAML file).
     """
-    label = "config"
+    label = label or "config"
     if isinstance(source, RunConfig):
         if not overrides:
             return source
@@ -165,6 +171,11 @@ def load_config(
         doc, label, stem = read_yaml(source), str(source), Path(source).stem
         if stem == "config" and Path(source).parent.name:  # runs/<id>/config.yaml repeats a run
             stem = "run"
+    if "sweep" in doc:
+        raise ConfigError(
+            f"{label}: sweep: this config describes a sweep; run it with 'collapse sweep {label}' "
+            "(collapse run and validate take one run: remove the sweep block for that)"
+        )
     doc = apply_overrides(doc, overrides or [], label)
     try:
         cfg = RunConfig.model_validate(doc)

@@ -15,6 +15,7 @@ import collapse_cli
 from collapse_cli import catalogue, metrics, run_experiment
 
 from .conftest import CONFIGS, ROOT
+from .synthetic import write_sweep
 
 # The read side and what it may import: the folder contract and the modules of the catalogue.
 READ_SIDE = ["reading", "rundir", "catalogue", "summary", "verdict", "yamlfile", "errors"]
@@ -29,12 +30,21 @@ def _modules(package: str) -> list[str]:
 
 
 def test_the_read_side_runs_plot_compare_and_list_without_torch_or_the_write_side(tmp_path):
+    """Runs, and a sweep folder: list, plot and compare load neither torch nor the write side."""
     runs = tmp_path / "runs"
     for seed in (0, 1):
         run_experiment(
             CONFIGS / "collapse.yaml", ["train.steps=30", "log.every=10", f"seed={seed}"],
             runs_dir=runs,
         )  # fmt: skip
+    # A sweep folder, written by hand: plot and compare read it without torch too.
+    final = {"loss": 1.0, "variance": 0.5, "effective_rank": 10.0, "std_l2": 0.25}
+    points = [
+        {"params": {"optimizer.lr": lr}, "seed": seed, "final": final}
+        for lr in (0.001, 0.01)
+        for seed in (0, 1)
+    ]
+    sweep = write_sweep(tmp_path, {"optimizer.lr": [0.001, 0.01]}, points, [0, 1])
     modules = [m for package in READ_SIDE for m in _modules(package)]
     code = f"""
 import importlib, sys
@@ -47,6 +57,9 @@ for args in (["list"], ["plot", "latest"], ["compare", *sorted(p for p in
         __import__("os").listdir({str(runs)!r}) if not p.startswith("compare"))]):
     result = runner.invoke(app, [*args, "--runs-dir", {str(runs)!r}])
     assert result.exit_code == 0, (args, result.output)
+for args in (["plot", {str(sweep)!r}], ["compare", {str(sweep)!r}]):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, (args, result.output)
 loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith("collapse_cli.training"))
 print(loaded)
 """
@@ -57,6 +70,7 @@ print(loaded)
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
     assert len(list((runs).glob("compare-*/*.png"))) > 1  # compare drew its overlays
     assert len(list(runs.glob("*-collapse/plots/*.png"))) > 1
+    assert (sweep / "plots" / "study.png").is_file() and list(sweep.glob("compare-*/*.png"))
 
 
 def test_the_catalogue_names_exactly_the_metrics_the_code_computes():

@@ -3,6 +3,12 @@ elsewhere), its closing lines, and the tables of list, compare, components and i
 cli.py the only code that imports Rich."""
 
 from .live import LiveReporter, PlainReporter, make_reporter
+from .sweep import (
+    make_sweep_reporter,
+    print_seed_comparison,
+    print_sweep_plan,
+    print_sweep_summary,
+)
 from .tables import (
     print_comparison,
     print_components,
@@ -22,6 +28,7 @@ __all__ = [
     "PlainReporter",
     "fmt",
     "make_reporter",
+    "make_sweep_reporter",
     "print_comparison",
     "print_components",
     "print_ending",
@@ -31,7 +38,10 @@ __all__ = [
     "print_inspection",
     "print_lines",
     "print_runs",
+    "print_seed_comparison",
     "print_start",
     "print_summary",
+    "print_sweep_plan",
+    "print_sweep_summary",
     "print_valid",
 ]

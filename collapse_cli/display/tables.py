@@ -190,6 +190,10 @@ def _metric_columns(result: Any, with_diffs: bool, runs: list[int]) -> list[Colu
 def print_comparison(console: Console, result: Any) -> None:
     """``collapse compare``: the runs, the config keys that differ, the metrics side by side.
     A table too wide for the terminal drops the differences, then shows the runs in groups."""
+    if hasattr(result, "groups"):  # runs that differ only in seed: mean ± std per group
+        from .sweep import print_seed_comparison
+
+        return print_seed_comparison(console, result)
     width, n = width_of(console), len(result.runs)
     cols = [f"#{i + 1}" for i in range(n)]
     verdicts = [r.summary.get("verdict") if r.finished else None for r in result.runs]

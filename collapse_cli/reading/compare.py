@@ -8,13 +8,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..catalogue import ORDER, OVERLAID
 from ..errors import ConfigError
-from ..rundir import COMPARISON, create_stamped, resolve_run, write_json
+from ..rundir import COMPARISON, create_stamped, write_json
 from ..verdict import min_eig_text
 from .run import Run, load_run
+
+if TYPE_CHECKING:
+    from .seeds import SeedComparison
 
 STATS = ("step 0", "final", "min", "max")
 # When several keys tell the runs apart, legends use the most telling ones first.
@@ -246,13 +249,14 @@ def compare_named(
     *,
     dpi: int | None = None,
     labels: list[str] | None = None,
-) -> Comparison:
+) -> Comparison | SeedComparison:
     """``collapse compare RUN RUN ...``: resolve the names a user typed (and ``--label
-    RUN=TEXT``), then `compare_runs`."""
+    RUN=TEXT``), then `compare_runs`; a sweep folder, or runs that differ only in seed,
+    compare over seeds (reading/seeds.py)."""
     from .figures import parse_labels
+    from .seeds import compare_any
 
     named = parse_labels(labels or [], runs_dir)
     if None in named:
         raise ConfigError(f"--label {named[None]!r}: compare needs RUN=TEXT, naming the run")
-    paths = [resolve_run(r, runs_dir) for r in runs]
-    return compare_runs(paths, out, fmt=fmt, dpi=dpi, labels=named)  # type: ignore[arg-type]
+    return compare_any(runs, runs_dir, out, fmt=fmt, dpi=dpi, labels=named)  # type: ignore[arg-type]

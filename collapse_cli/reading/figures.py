@@ -1,5 +1,6 @@
 """The figures of one run, drawn from its folder into ``plots/`` (or anywhere): one figure per
-panel of panels.py and an overview. matplotlib is imported inside the functions only."""
+panel of panels.py and an overview; a sweep folder gets its study figure (study.py).
+matplotlib is imported inside the functions only, on the Agg canvas (no pyplot)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CollapseError, ConfigError
-from ..rundir import COMPARISON, PLOTS, is_run_dir, read_json, resolve_run
+from ..rundir import (
+    COMPARISON,
+    PLOTS,
+    is_run_dir,
+    is_sweep_dir,
+    read_json,
+    resolve_run,
+    resolve_sweep,
+)
 from .panels import PANELS, drawn, overview
 from .run import Run, load_run
 from .style import DPI, FORMATS, OVERVIEW_MARGINS, figure_style, new_figure, readable_log_ticks
@@ -90,7 +99,12 @@ def plot_named(
     labels: list[str] | None = None,
 ) -> list[Path]:
     """``collapse plot RUN``: resolve the name a user typed and draw the run's figures;
-    ``labels`` are ``RUN=TEXT`` (or plain ``TEXT``) names for its titles."""
+    ``labels`` are ``RUN=TEXT`` (or plain ``TEXT``) names for its titles. A sweep folder gets
+    its study figure (reading/study.py)."""
+    if is_sweep_dir(Path(run)) or (not Path(run).exists() and str(run).startswith("sweep-")):
+        from .study import plot_sweep
+
+        return plot_sweep(resolve_sweep(run, runs_dir), out, fmt)
     path = _resolve_plottable(run, runs_dir)
     named = parse_labels(labels or [], runs_dir)
     text = named.get(path.resolve()) or next((t for k, t in named.items() if k is None), None)

@@ -4,6 +4,7 @@ catalogue that ``compare`` draws, and an overview of the main six."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..catalogue import BY_KEY, CEILED, LOG_SCALE, OVERVIEW
@@ -23,23 +24,33 @@ from .style import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 
+def curve(run: Run, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of one metric as the overlays draw it: for ``min_eig`` the smallest
+    eigenvalue that is not structurally zero."""
+    if key == "min_eig":
+        return run.smallest_nonzero(SPECTRUM_ROWS)
+    return run.array("step"), run.array(key)
+
+
 def _overlay(ax: Axes, runs: list[Run], labels: list[str], key: str) -> None:
     """One line per run; each run on its own steps, so runs of different lengths overlay."""
-    import numpy as np
-
     ys = []
     for i, (run, label) in enumerate(zip(runs, labels, strict=True)):
-        x, y = (
-            run.smallest_nonzero(SPECTRUM_ROWS)
-            if key == "min_eig"
-            else (run.array("step"), run.array(key))
-        )
+        x, y = curve(run, key)
         ax.plot(x, y, color=OKABE_ITO[i % 8], ls=DASHES[i // 8 % 4], label=label)
         ys.append(y)
+    decorate(ax, runs, key, ys)
+
+
+def decorate(ax: Axes, runs: list[Run], key: str, ys: list[np.ndarray]) -> None:
+    """What an overlay of ``key`` adds to its lines: the log axis, ceilings, 1/√d, notes."""
+    import numpy as np
+
     if key in LOG_SCALE or (key == "loss" and all(np.nanmin(y, initial=1) > 0 for y in ys)):
         log_if_positive(ax, *ys)
     if key in CEILED:
@@ -60,12 +71,20 @@ def _overlay(ax: Axes, runs: list[Run], labels: list[str], key: str) -> None:
 
 
 def compare_figures(
-    runs: list[Run], labels: list[str], keys: list[str], title: str | None = None
+    runs: list[Run],
+    labels: list[str],
+    keys: list[str],
+    *,
+    draw: Callable[[Axes, str], None] | None = None,
+    title: str | None = None,
+    legend: str = "run",
 ) -> dict[str, Figure]:
     """One overlay Figure per metric in ``keys`` and ``overview`` with the main ones (kNN
-    accuracy with its chance line among them when the runs logged it)."""
+    accuracy with its chance line among them when the runs logged it): one line per run, or
+    whatever ``draw(ax, key)`` draws for each label (the mean curves of seeds)."""
     out: dict[str, Figure] = {}
-    n = len(runs)
+    n = len(labels)
+    draw = draw or (lambda ax, key: _overlay(ax, runs, labels, key))
     # No layout engine (see new_figure): room for the legend is estimated from its longest label,
     # about 0.07 in per character at 8 pt.
     right = max(0.45, 0.95 - (0.07 * max(map(len, labels)) + 0.45) / 8)
@@ -73,8 +92,8 @@ def compare_figures(
     with figure_style():
         for key in keys:
             fig = new_figure(1, 1, (8, 4.2), right=right)
-            _overlay(fig.axes[0], runs, labels, key)
-            fig.axes[0].legend(loc="upper left", bbox_to_anchor=(1.02, 1), title="run")
+            draw(fig.axes[0], key)
+            fig.axes[0].legend(loc="upper left", bbox_to_anchor=(1.02, 1), title=legend)
             out[key] = fig
         main = [k for k in [*OVERVIEW, "knn_acc"] if k in keys]  # kNN too, when logged
         cols = math.ceil(len(main) / 2) or 1
@@ -83,9 +102,9 @@ def compare_figures(
         for ax in fig.axes[len(main) :]:
             ax.remove()
         for ax, key in zip(list(fig.axes), main, strict=False):
-            _overlay(ax, runs, labels, key)
+            draw(ax, key)
         handles = fig.axes[0].get_legend_handles_labels() if main else ([], [])
-        fig.legend(*[h[:n] for h in handles], loc="lower center", ncols=min(n, 4), title="run")
+        fig.legend(*[h[:n] for h in handles], loc="lower center", ncols=min(n, 4), title=legend)
         fig.suptitle(title or f"Comparison of {n} runs", weight="bold")
         out["overview"] = fig
     return out

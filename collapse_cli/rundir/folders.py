@@ -21,6 +21,7 @@ CHECKPOINT, PLOTS = "checkpoint.pt", "plots"
 EMBEDDINGS, EMBEDDING_LABELS = "embeddings.npy", "embedding_labels.npy"
 METRICS_CSV, TENSORBOARD = "metrics.csv", "tensorboard"
 COMPARISON = "comparison.json"  # what marks a folder of `collapse compare`: the runs compared
+SWEEP = "sweep.json"  # the index of a sweep folder (runs/sweep-<stamp>-<name>/)
 
 
 def create_stamped(parent: str | Path, template: str, kind: str = "run") -> Path:
@@ -48,6 +49,34 @@ def create_stamped(parent: str | Path, template: str, kind: str = "run") -> Path
 def create_run_dir(runs_dir: str | Path, name: str) -> Path:
     """Make ``runs_dir/<YYYYmmdd-HHMMSS>-<name>[-k]``."""
     return create_stamped(runs_dir, "{stamp}-" + name)
+
+
+def create_sweep_dir(runs_dir: str | Path, name: str) -> Path:
+    """Make ``runs_dir/sweep-<YYYYmmdd-HHMMSS>-<name>[-k]``: the folder of a sweep's runs."""
+    return create_stamped(runs_dir, "sweep-{stamp}-" + name, "sweep")
+
+
+def is_sweep_dir(path: Path) -> bool:
+    return path.is_dir() and (path / SWEEP).is_file()
+
+
+def resolve_sweep(spec: str | Path, runs_dir: str | Path = "runs") -> Path:
+    """A sweep folder from its path or its folder name (or a unique prefix of it) in
+    ``runs_dir``."""
+    path = Path(spec)
+    if path.is_dir():
+        if not is_sweep_dir(path):
+            raise RunNotFoundError(f"{path}: not a sweep folder (no {SWEEP})")
+        return path
+    runs_dir = Path(runs_dir)
+    names = sorted(runs_dir.iterdir()) if runs_dir.is_dir() else []
+    found = [p for p in names if p.name.startswith(str(spec)) and is_sweep_dir(p)]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise RunNotFoundError(f"{spec}: no such sweep folder (in {runs_dir} either)")
+    names = ", ".join(p.name for p in found[:10]) + (" ..." if len(found) > 10 else "")
+    raise RunNotFoundError(f"{spec}: ambiguous, {len(found)} sweeps match: {names}")
 
 
 def is_run_dir(path: Path) -> bool:

@@ -21,6 +21,7 @@ from ..config import RunConfig, load_config, resolved
 from ..errors import CollapseError, ConfigError, RunError
 from ..metrics import knn_chance
 from ..summary import build_summary
+from ..threads import torch_threads
 from ..yamlfile import dump_yaml
 from .build import build
 from .checkpoint import load_checkpoint
@@ -234,7 +235,9 @@ def _execute(
         writer = TensorBoardWriter(path) if cfg.log.tensorboard else rundir.RunWriter(path)
     try:
         # In a distributed run every signal only asks to stop: the ranks stop together.
-        with _signals(stop, twice=not world.distributed), _deterministic(cfg.train.deterministic):
+        threads = torch_threads(cfg.train.threads)
+        signals = _signals(stop, twice=not world.distributed)
+        with signals, _deterministic(cfg.train.deterministic), threads:
             result = train(
                 cfg, parts, world.device, writer, (reporter if main else None) or Silent(),
                 stop=stop, checkpoint=checkpoint, resume=resume, world=world,
@@ -288,7 +291,7 @@ def _finish(
         from ..reading.export import write_metrics_csv
 
         write_metrics_csv(load_run(path))
-    if rows:
+    if rows and cfg.log.plots:
         if reporter is not None and hasattr(reporter, "note"):
             reporter.note("drawing figures…")
         _plot(path, meta)
