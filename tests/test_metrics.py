@@ -438,3 +438,21 @@ def test_recall_at_1_is_the_share_of_rows_whose_argmax_is_their_own_when_nothing
     by_argmax = (sims.argmax(1) == torch.arange(64)).double().mean()
     assert M.recall_at_1(q, p) == pytest.approx(float(by_argmax))
     assert 0.1 < M.recall_at_1(q, p) < 1.0
+
+
+def test_compute_metrics_reads_other_scalars_back_with_the_metrics_and_keeps_them_apart():
+    z = torch.randn(50, 6, generator=torch.Generator().manual_seed(0))
+    plain, eigs = M.compute_metrics(z)
+    both, eigs_too = M.compute_metrics(
+        z, also={"loss": torch.tensor(2.5), "lr": torch.tensor(1e-3)}
+    )
+    assert (
+        list(both)[-2:] == ["loss", "lr"]
+        and both["loss"] == 2.5
+        and both["lr"] == float(torch.tensor(1e-3))
+    )
+    assert {k: both[k] for k in plain} == plain and torch.equal(eigs, eigs_too)
+    nan = M.compute_metrics(z, also={"loss": torch.tensor(float("nan"))})[0]
+    assert math.isnan(nan["loss"]) and nan["effective_rank"] == plain["effective_rank"]
+    with pytest.raises(ValueError, match="rank is the name of a metric"):
+        M.compute_metrics(z, also={"rank": torch.tensor(1.0)})
