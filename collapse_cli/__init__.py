@@ -1,7 +1,8 @@
 """collapse: an experiment runner for studying representation collapse in embedding models.
 
 The API is imported lazily so that ``collapse --help`` stays fast and never imports torch:
-``run_experiment`` and ``resume_run`` (the write side), ``load_run`` (the read side).
+``run_experiment``, ``resume_run`` and ``Monitor`` (the write side), ``load_run`` (the read
+side).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 _API = {
     "run_experiment": ".training",
     "resume_run": ".training",
+    "Monitor": ".training",
     "load_run": ".reading",
 }
 __all__ = ["__version__", *_API]

@@ -16,7 +16,7 @@ from ..catalogue import KNN_K
 from ..errors import CollapseError, ConfigError
 from ..rundir import PLOTS, resolve_run
 from ..verdict import min_eig_text, zero_label
-from .run import Run, load_run
+from .run import Run, config_value, load_run
 
 if TYPE_CHECKING:
     import numpy as np
@@ -113,7 +113,8 @@ def _variance(ax: Axes, run: Run) -> None:
     y = run.array("variance")
     ax.plot(run.array("step"), y, color=OKABE_ITO[1], label="variance")
     log_if_positive(ax, y)
-    ratio = ((run.config.get("log") or {}).get("verdict") or {}).get("complete_variance_ratio")
+    ratio = config_value(run.config, "log.verdict.complete_variance_ratio")
+    ratio = ratio if isinstance(ratio, float) else None  # a Monitor's config is the user's
     if ratio and len(y) and y[0] > 0:
         ax.axhline(
             ratio * y[0], color=REF, ls=":", lw=1, label=f"complete collapse ({ratio:g} × step 0)"
@@ -205,7 +206,7 @@ def _std_l2(ax: Axes, run: Run) -> None:
 
 
 def _knn(ax: Axes, run: Run) -> None:
-    k = (run.config.get("log") or {}).get("knn_k", KNN_K)
+    k = config_value(run.config, "log.knn_k") or KNN_K
     ax.plot(run.array("step"), run.array("knn_acc"), color=OKABE_ITO[4], label="kNN accuracy")
     chance = run.summary.get("knn_chance")
     if chance is not None:
@@ -213,6 +214,16 @@ def _knn(ax: Axes, run: Run) -> None:
         ax.legend(loc="best")
     ax.set_ylim(0, 1.02)
     ax.set(title="kNN accuracy on held-out data", xlabel="step", ylabel=f"accuracy (k = {k})")
+
+
+def _recall(ax: Axes, run: Run) -> None:
+    ax.plot(run.array("step"), run.array("recall_at_1"), color=OKABE_ITO[5], label="recall@1")
+    chance = run.summary.get("recall_chance")
+    if chance is not None:
+        _reference(ax, chance, f"chance (1/M) = {chance:.3g}", note=False)
+        ax.legend(loc="best")
+    ax.set_ylim(0, 1.02)
+    ax.set(title="Recall@1 of held-out pairs", xlabel="step", ylabel="recall@1")
 
 
 def draw_isotropic(ax: Axes, d: int | None, *ys: np.ndarray, note: bool = False) -> None:
@@ -296,8 +307,9 @@ PANELS: dict[str, Callable[[Axes, Run], None]] = {
     "spectrum": _heatmap,
     "final_spectrum": _final_spectrum,
     "knn": _knn,
+    "recall": _recall,
 }
-NEEDS = {"knn": "knn_acc"}  # panels drawn only for runs that logged this metric
+NEEDS = {"knn": "knn_acc", "recall": "recall_at_1"}  # drawn only for runs that logged it
 OVERVIEW_MARGINS = {"left": 0.05, "right": 0.985, "top": 0.91, "wspace": 0.22, "hspace": 0.32}
 OVERVIEW = ["loss", "variance", "min_eig", "rank", "std_l2", "final_spectrum"]
 

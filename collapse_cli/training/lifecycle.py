@@ -233,13 +233,20 @@ def _execute(
         thresholds=cfg.log.verdict.model_dump(),
         wall_time_s=result.wall_time,
         knn_chance=knn_chance(labels) if any("knn_acc" in r for r in rows) else None,
+        recall_chance=1 / len(parts.data.pairs[0]) if parts.data.pairs is not None else None,
         diverged_at=result.diverged_at,
     )
-    rundir.write_json(path / rundir.SUMMARY, summary)
-    if rows:
-        _plot(path, meta)
-    rundir.write_json(path / rundir.META, rundir.ended(meta, result.status))
+    finish_run(path, meta, summary)
     return summary
+
+
+def finish_run(path: Path, meta: dict[str, Any], summary: dict[str, Any], **fields: Any) -> None:
+    """The end of a run, whatever wrote it: summary.json, the figures when anything was
+    logged, then meta.json ended with the summary's status (and ``fields``, e.g. ``error``)."""
+    rundir.write_json(path / rundir.SUMMARY, summary)
+    if summary["final"]:
+        _plot(path, meta)
+    rundir.write_json(path / rundir.META, rundir.ended(meta, summary["status"], **fields))
 
 
 def _plot(path: Path, meta: dict[str, Any]) -> None:
