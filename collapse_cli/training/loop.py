@@ -149,6 +149,10 @@ def train(
                     row["knn_acc"] = metrics.knn_accuracy(
                         train_z, data.labels, test_z, data.labels_test, k=cfg.log.knn_k
                     )
+                # Recall@1 of the held-out pairs (text data), in eval mode.
+                if still_finite and data.pairs is not None:
+                    queries, partners = (embed(encoder, part) for part in data.pairs)
+                    row["recall_at_1"] = metrics.recall_at_1(queries, partners)
                 writer.append_metrics(row)
                 if not still_finite or not math.isfinite(values["variance"]):
                     status, diverged_at = "diverged", step
