@@ -162,10 +162,11 @@ def print_summary(console: Console, path: Any, summary: dict[str, Any]) -> None:
     verdict = summary.get("verdict", "no metrics logged")
     colour = {COMPLETE: "red", DIMENSIONAL: "yellow"}.get(verdict, "green")
     status = summary.get("status", "?")
+    speed = summary.get("steps_per_second") or 0
     console.print(
         f"[bold]{summary.get('name')}[/]: {status} after {summary.get('steps_done')} steps "
         f"in {summary.get('wall_time_s', 0):.1f} s "
-        f"({summary.get('steps_per_second') or 0:,.0f} steps/s)"
+        f"({f'{speed:,.0f}' if speed >= 10 else f'{speed:.2g}'} steps/s)"  # slow runs: not 0
     )
     if final:
         c = cells(final, dim)
