@@ -160,15 +160,17 @@ class Monitor:
         tensor. ``parameters``: the model's (``model.parameters()``), for ``grad_norm``, after
         ``backward()``. ``labels`` (N,): class indices of z's rows, for ``knn_acc`` on a
         seeded 20 % of the rows held out against the rest (as ``collapse inspect --labels``).
-        ``extra``: other numbers to log (``lr=...``). Every metric comes from one float64
-        decomposition, and the metrics, the loss, the gradient norm and any tensor in ``extra``
-        are read back from the device in one copy (kNN accuracy, with labels, adds its own).
+        ``extra``: other numbers to log (``lr=...``). The metrics are a run's (compute_metrics:
+        float64, one eigendecomposition of the covariance), and they, the loss, the gradient
+        norm and any tensor in ``extra`` are read back from the device in one copy (kNN
+        accuracy, with labels, adds its own).
         Returns the row written, or None for a step that ``every`` skips.
         """
         if self._closed:
             raise ConfigError(
                 f"Monitor: the run {self.path or self.name} has ended; log nothing after"
             )
+        step = int(step)
         if step % self.every:
             return None
         z, z_pos = self._check(step, z, z_pos, extra)
