@@ -99,6 +99,28 @@ def test_a_logged_row_is_what_compute_metrics_and_inspect_give(tmp_path, no_figu
     assert monitor.summary["steps_done"] == 8 and "knn_chance" in monitor.summary
 
 
+def test_the_loss_the_gradient_norm_and_extra_tensors_add_no_read_back(
+    tmp_path, monkeypatch, no_figures
+):
+    """They travel with the metrics in compute_metrics's one copy: a log step with all of them
+    reads back from tensors exactly as often as one with the embeddings alone."""
+    from .test_run_folder import _SyncCounter
+
+    model = torch.nn.Linear(6, 5)
+    z = model(torch.randn(40, 6))
+    z.pow(2).mean().backward()
+    counts = []
+    with Monitor(tmp_path) as monitor:
+        monitor.log(0, z)  # the folder is made here: not counted
+        counter = _SyncCounter(monkeypatch)
+        monitor.log(1, z)
+        counts.append(counter.count)
+        loss, lr, t = z.pow(2).mean(), torch.tensor(0.1), torch.tensor(3.0)
+        monitor.log(2, z, loss=loss, parameters=model.parameters(), lr=lr, temperature=t)
+        counts.append(counter.count - counts[0])
+    assert counts[0] == counts[1] > 0
+
+
 def test_a_monitor_folder_reads_like_a_run_folder(tmp_path, cli, one_thread, monkeypatch):
     runs = tmp_path / "runs"
     with monkeypatch.context() as patch:  # the README's example draws them (plot_run)
