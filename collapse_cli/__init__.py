@@ -1,8 +1,8 @@
 """collapse: an experiment runner for studying representation collapse in embedding models.
 
 The API is imported lazily so that ``collapse --help`` stays fast and never imports torch:
-``run_experiment``, ``resume_run``, ``run_sweep`` and ``resume_sweep`` (the write side),
-``load_run`` and ``load_sweep`` (the read side).
+``run_experiment``, ``resume_run``, ``run_sweep``, ``resume_sweep`` and ``Monitor`` (the write
+side), ``load_run`` and ``load_sweep`` (the read side).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ _API = {
     "resume_run": ".training",
     "run_sweep": ".training.sweep",
     "resume_sweep": ".training.sweep",
+    "Monitor": ".training",
     "load_run": ".reading",
     "load_sweep": ".reading.sweep",
 }

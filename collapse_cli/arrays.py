@@ -1,5 +1,7 @@
 """Reading an array or a column of labels from a file: .npy (never pickles), .pt/.pth (tensors
-only, ``weights_only=True``), .csv/.tsv, and .safetensors when that package is installed."""
+only, ``weights_only=True``), .csv/.tsv, .safetensors when that package is installed, and a
+column of a Parquet or Arrow table when pyarrow is. ``FILE:NAME`` picks one tensor of a .pt or
+.safetensors file, or one column of a table, when it holds several."""
 
 from __future__ import annotations
 
@@ -14,19 +16,32 @@ import torch
 
 from .errors import ConfigError
 
-FORMATS = (".npy", ".pt", ".pth", ".csv", ".tsv", ".safetensors")
+TABLES = (".parquet", ".arrow", ".feather", ".ipc")
+FORMATS = (".npy", ".pt", ".pth", ".csv", ".tsv", ".safetensors", *TABLES)
+
+
+def split_column(path: Path) -> tuple[Path, str | None]:
+    """``FILE:NAME`` → (FILE, NAME) when FILE is a file and the whole is not; else (path, None)."""
+    file, colon, name = str(path).rpartition(":")
+    if colon and file and name and not path.exists() and Path(file).is_file():
+        return Path(file), name
+    return path, None
 
 
 def read_array(path: Path, what: str) -> np.ndarray | torch.Tensor:
     """The raw array in a file; for labels, text cells that are not numbers stay strings."""
+    path, name = split_column(path)
     if not path.is_file():
         raise ConfigError(f"{what} {path}: {'is a folder' if path.is_dir() else 'no such file'}")
     suffix = path.suffix.lower()
+    if name is not None and suffix not in (".pt", ".pth", ".safetensors", *TABLES):
+        raise ConfigError(f"{what} {path}: a {suffix} file holds one array; drop ':{name}'")
     try:
         if suffix == ".npy":
             return np.load(path, allow_pickle=False)  # a pickled (object) array is refused
         if suffix in (".pt", ".pth"):
-            return _single(torch.load(path, map_location="cpu", weights_only=True), what, path)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+            return _single(obj, what, path, name)
         if suffix in (".csv", ".tsv"):
             return _read_text(path, "," if suffix == ".csv" else "\t", what)
         if suffix == ".safetensors":
@@ -37,7 +52,11 @@ def read_array(path: Path, what: str) -> np.ndarray | torch.Tensor:
                     f"{what} {path}: reading .safetensors needs the safetensors package: "
                     "pip install safetensors"
                 ) from None
-            return _single(load_file(path), what, path)
+            return _single(load_file(path), what, path, name)
+        if suffix in TABLES:
+            from .tables import read_table_column
+
+            return read_table_column(path, what, name)
     except ConfigError:
         raise
     except Exception as e:  # pickles, truncated or corrupt files
@@ -50,14 +69,24 @@ def read_array(path: Path, what: str) -> np.ndarray | torch.Tensor:
     raise ConfigError(f"{what} {path}: unknown file type {suffix!r}; use {', '.join(FORMATS)}")
 
 
-def _single(obj: Any, what: str, path: Path) -> torch.Tensor:
-    """A tensor, or the one tensor of a mapping (a saved dict, a safetensors file)."""
+def _single(obj: Any, what: str, path: Path, name: str | None = None) -> torch.Tensor:
+    """A tensor, or one tensor of a mapping (a saved dict, a safetensors file): the one there
+    is, or the one ``name`` picks."""
     if isinstance(obj, dict):
         keys = [str(k) for k, v in obj.items() if isinstance(v, torch.Tensor)]
+        if name is not None:
+            if name not in keys:
+                raise ConfigError(
+                    f"{what} {path}: no tensor named {name!r}; it holds {', '.join(keys) or 'none'}"
+                )
+            return next(v for k, v in obj.items() if str(k) == name)
         if len(keys) != 1:
             listed = f" ({', '.join(keys)})" if keys else ""
-            raise ConfigError(f"{what} {path}: holds {len(keys)} tensors{listed}; keep one")
+            pick = f"; name one: {path}:{keys[0]}" if keys else ""
+            raise ConfigError(f"{what} {path}: holds {len(keys)} tensors{listed}{pick}")
         return next(v for v in obj.values() if isinstance(v, torch.Tensor))
+    if name is not None:
+        raise ConfigError(f"{what} {path}: holds one tensor, not named ones; drop ':{name}'")
     if not isinstance(obj, torch.Tensor):
         raise ConfigError(f"{what} {path}: holds a {type(obj).__name__}, not a tensor")
     return obj

@@ -69,6 +69,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("knn_acc", "kNN accuracy on held-out data", "kNN accuracy", collapsed="chance",
            healthy="well above chance", live="kNN", keep=4,
            when="labelled data with a held-out split"),
+    Metric("recall_at_1", "Recall@1 of held-out pairs", "recall@1", collapsed="chance (1/M)",
+           healthy="well above chance", live="R@1", keep=4,
+           when="data with held-out pairs (text)"),
     Metric("grad_norm", "Gradient norm", "grad norm (log)", log=True,
            collapsed="→ 0 at complete collapse", live="grad norm", keep=8, when="training"),
 )  # fmt: skip

@@ -439,7 +439,9 @@ def inspect_(
     file: Annotated[
         Path,
         typer.Argument(
-            help="An (N, d) matrix: .npy, .pt/.pth, .csv/.tsv or .safetensors.", metavar="FILE"
+            help="An (N, d) matrix: .npy, .pt/.pth, .csv/.tsv, .safetensors, or a column of a "
+            "Parquet or Arrow table (FILE:NAME picks a column or tensor).",
+            metavar="FILE",
         ),
     ],
     labels: Annotated[

@@ -112,6 +112,7 @@ COMPONENT_BLOCKS = ("data", "encoder", "loss", "optimizer")
 
 def registries() -> dict[str, Registry]:
     """The registry behind each component block (imports torch)."""
+    from . import sentence_transformer, text  # noqa: F401 - register their names
     from .data import DATASETS
     from .encoders import ENCODERS
     from .objectives import OBJECTIVES

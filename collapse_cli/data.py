@@ -26,12 +26,15 @@ Fraction = Annotated[float, Ge(0), Lt(1)]
 @dataclass
 class Data:
     """Materialised data: training features (n, *shape) and, when the data has them, labels (n,);
-    ``x_test``/``labels_test`` are the held-out split that kNN accuracy is measured on."""
+    ``x_test``/``labels_test`` are the held-out split that kNN accuracy is measured on;
+    ``pairs`` (M, *shape) twice, held-out samples and their partners, the retrieval check of
+    recall_at_1 (text data)."""
 
     x: torch.Tensor
     labels: torch.Tensor | None = None
     x_test: torch.Tensor | None = None
     labels_test: torch.Tensor | None = None
+    pairs: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class Dataset:

@@ -84,7 +84,7 @@ class Report:
         return {"source": self.source, **asdict(self), "shape": list(self.shape)}
 
 
-def _knn(z: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+def knn_split(z: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
     """k-NN accuracy from a seeded split: 20 % of the rows held out (at most KNN_MAX_TEST),
     the rest the neighbours (at most KNN_MAX_TRAIN), both random subsets from seed 0."""
     n = z.shape[0]
@@ -113,7 +113,7 @@ def inspect_embeddings(
     dtype = str(check_embeddings(z).dtype).removeprefix("torch.")
     n, d = z.shape
     metrics, eigs = compute_metrics(z)
-    knn = _knn(z, labels) if labels is not None else None
+    knn = knn_split(z, labels) if labels is not None else None
     if knn is not None:
         metrics["knn_acc"] = knn.pop("accuracy")
     thresholds = thresholds or VerdictConfig().model_dump()

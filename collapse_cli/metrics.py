@@ -299,6 +299,26 @@ def knn_accuracy(
     return float(hits.double().mean())
 
 
+@torch.no_grad()
+def recall_at_1(queries: torch.Tensor, partners: torch.Tensor) -> float:
+    """Recall@1 of a retrieval check: the share of held-out queries q_i (M, d) whose most
+    cosine-similar partner among p_1 … p_M (M, d) is their own p_i. A partner tied with t others
+    for the top counts 1/(t + 1), the expected hit of a random choice among them, so embeddings
+    collapsed to one point score chance, 1/M, exactly. Healthy: well above 1/M."""
+    if queries.shape != partners.shape or queries.ndim != 2 or queries.shape[0] < 1:
+        raise ValueError(
+            f"queries and partners must both be (M, d), got {tuple(queries.shape)}, "
+            f"{tuple(partners.shape)}"
+        )
+    q = unit_rows(as_f64(queries))
+    p = unit_rows(as_f64(partners)).to(q.device)
+    sims = q @ p.T  # (M, M)
+    own = sims.diagonal().unsqueeze(1)  # (M, 1)
+    beaten = (sims > own).any(1)  # another partner is strictly closer: a miss
+    ties = (sims == own).sum(1)  # the own partner and those tied with it
+    return float(torch.where(beaten, 0.0, 1.0 / ties).mean())
+
+
 # ---------------------------------------------------------------------------- one log step
 @dataclass
 class Shared:
@@ -345,7 +365,10 @@ NEEDS_RANK = {"alpha_req"}  # absent, not NaN, when the spectrum is not finite
 
 @torch.no_grad()
 def compute_metrics(
-    z: torch.Tensor, z_pos: torch.Tensor | None = None, precision: torch.dtype | None = None
+    z: torch.Tensor,
+    z_pos: torch.Tensor | None = None,
+    precision: torch.dtype | None = None,
+    also: dict[str, torch.Tensor] | None = None,
 ) -> tuple[dict[str, float], torch.Tensor]:
     """All embedding metrics of one log step from ONE eigendecomposition of the covariance
     (plus rankme's Gram); returns (metrics as python floats/ints, eigenvalues float64
@@ -361,7 +384,8 @@ def compute_metrics(
     Non-finite z (a diverged step) gives NaN for every metric (rank included) and a NaN
     spectrum, never an exception. ``precision`` is the dtype z was computed in, which sets the
     rank tolerance (`rank_tolerance`); default z.dtype (bfloat16 under autocast, whatever the
-    dtype of the last operation).
+    dtype of the last operation). ``also``: other 0-dim tensors (a loss, a gradient norm) to
+    read back in the same copy; their values come last in the returned dict, under their keys.
     """
     z64 = as_f64(z)
     n, d = z64.shape
@@ -370,18 +394,25 @@ def compute_metrics(
     step = Shared(z64, norm, unit_rows(z64, norm), cov, z_pos)
     maybe = {key: f(step) for key, f in ON_DEVICE.items()}
     on_device = {k: v for k, v in maybe.items() if v is not None}  # absent = not applicable
-    scalars, both = read_back(torch.stack(list(on_device.values())), cov, gram)
-    values: dict[str, float] = dict(zip(on_device, scalars, strict=True))
+    extra = {
+        k: v.detach().to(z64.device, torch.float64).reshape(()) for k, v in (also or {}).items()
+    }
+    if clash := set(extra) & (set(ON_DEVICE) | set(FROM_SPECTRUM)):
+        raise ValueError(f"also: {', '.join(sorted(clash))} is the name of a metric")
+    stacked = torch.stack([*on_device.values(), *extra.values()])
+    scalars, both = read_back(stacked, cov, gram)
+    values: dict[str, float] = dict(zip(on_device, scalars[: len(on_device)], strict=True))
+    read = dict(zip(extra, scalars[len(on_device) :], strict=True))
     eigs, gram_eigs = descending(both[0], d), descending(both[1], both[1].numel())  # descending
 
     if not (torch.isfinite(eigs).all() and all(map(math.isfinite, values.values()))):
         # A diverged step: NaN for every metric that applies to any spectrum.
         values |= {k: math.nan for k in FROM_SPECTRUM if k not in NEEDS_RANK}
-        return {k: values[k] for k in ORDER if k in values}, eigs.fill_(math.nan)
+        return {k: values[k] for k in ORDER if k in values} | read, eigs.fill_(math.nan)
     scale = max(float(eigs[0]), float(gram_eigs[0]) / max(n - 1, 1))  # σ₁(Z)²/(N−1) ≥ λ₁
     spectra = Spectra(eigs, gram_eigs, numerical_rank(eigs, n, precision or z.dtype, scale))
     for key, f in FROM_SPECTRUM.items():
         value = f(spectra)
         if value is not None:
             values[key] = value
-    return {k: values[k] for k in ORDER if k in values}, eigs
+    return {k: values[k] for k in ORDER if k in values} | read, eigs

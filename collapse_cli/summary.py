@@ -38,14 +38,15 @@ def build_summary(
     wall_time_s: float | None = None,
     knn_chance: float | None = None,
     diverged_at: int | None = None,
+    recall_chance: float | None = None,
 ) -> dict[str, Any]:
     """The summary of a run from its finite metric rows.
 
     ``thresholds`` (log.verdict) are given once the run has ended: a completed run's verdict
     is judged from the last row against step 0; a run that diverged or was interrupted gets
     no verdict (None) and a reason that says so. A run still going has no verdict yet.
-    ``wall_time_s``, ``knn_chance`` and ``diverged_at`` are known only to the process that ran
-    it.
+    ``wall_time_s``, ``knn_chance``, ``recall_chance`` (1/M for M held-out pairs) and
+    ``diverged_at`` are known only to the process that ran it.
     """
     first, final = (rows[0], rows[-1]) if rows else ({}, {})
     reference_rank = first.get("rank")
@@ -64,6 +65,8 @@ def build_summary(
     summary |= {"final": final, "min": lows, "max": highs}
     if knn_chance is not None:
         summary["knn_chance"] = knn_chance
+    if recall_chance is not None:
+        summary["recall_chance"] = recall_chance
     if diverged_at is not None:
         last = final.get("step")
         summary["diverged_at"] = diverged_at

@@ -122,10 +122,13 @@ class ViewMaker:
 
 def augment(x: torch.Tensor, cfg: ViewsConfig, g: torch.Generator) -> torch.Tensor:
     """One random view of every row of x: (B, dim) vectors or (B, C, H, W) images (no gradient
-    flows through it)."""
+    flows through it). Integer x (text: bytes or token ids) is returned as it is: views of text
+    differ only by what the encoder does to them (its dropout, as in SimCSE)."""
     import torch
 
     x, b = x.detach(), x.shape[0]
+    if not x.is_floating_point():  # text as bytes or token ids: the views are the same samples
+        return x
     if x.ndim == 4:
         x = _geometric(x, cfg, g)
     lo, hi = cfg.scale

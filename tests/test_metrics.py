@@ -416,3 +416,43 @@ def test_spread_below_float32_resolution_of_the_values_has_rank_zero():
     far = (1.0 + noise).float()
     assert M.compute_metrics(far)[0]["rank"] == 0
     assert M.compute_metrics(noise.float())[0]["rank"] == 16
+
+
+def test_recall_at_1_against_a_count_by_hand():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    p = torch.tensor([[1.0, 0.1], [1.0, 0.0], [1.0, 1.0]])
+    # q0: cos(q0, p1) = 1 beats its own cos(q0, p0) = 0.995, a miss; q1: its own p1 is at
+    # cos 0, beaten by p0 (0.0995) and p2 (0.707), a miss; q2: its own at cos 1, a hit.
+    assert M.recall_at_1(q, p) == pytest.approx(1 / 3)
+    assert M.recall_at_1(q, q) == 1.0
+    assert M.recall_at_1(torch.ones(5, 3), torch.ones(5, 3)) == pytest.approx(1 / 5)  # ties: chance
+    tied = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # q0 and q1 tie on p0 and p1
+    assert M.recall_at_1(tied, tied) == pytest.approx((1 / 2 + 1 / 2 + 1) / 3)
+
+
+def test_recall_at_1_is_the_share_of_rows_whose_argmax_is_their_own_when_nothing_ties():
+    g = torch.Generator().manual_seed(0)
+    q, p = torch.randn(64, 8, generator=g), torch.randn(64, 8, generator=g)
+    p = q + 0.8 * p
+    sims = torch.nn.functional.normalize(q, dim=1) @ torch.nn.functional.normalize(p, dim=1).T
+    by_argmax = (sims.argmax(1) == torch.arange(64)).double().mean()
+    assert M.recall_at_1(q, p) == pytest.approx(float(by_argmax))
+    assert 0.1 < M.recall_at_1(q, p) < 1.0
+
+
+def test_compute_metrics_reads_other_scalars_back_with_the_metrics_and_keeps_them_apart():
+    z = torch.randn(50, 6, generator=torch.Generator().manual_seed(0))
+    plain, eigs = M.compute_metrics(z)
+    both, eigs_too = M.compute_metrics(
+        z, also={"loss": torch.tensor(2.5), "lr": torch.tensor(1e-3)}
+    )
+    assert (
+        list(both)[-2:] == ["loss", "lr"]
+        and both["loss"] == 2.5
+        and both["lr"] == float(torch.tensor(1e-3))
+    )
+    assert {k: both[k] for k in plain} == plain and torch.equal(eigs, eigs_too)
+    nan = M.compute_metrics(z, also={"loss": torch.tensor(float("nan"))})[0]
+    assert math.isnan(nan["loss"]) and nan["effective_rank"] == plain["effective_rank"]
+    with pytest.raises(ValueError, match="rank is the name of a metric"):
+        M.compute_metrics(z, also={"rank": torch.tensor(1.0)})

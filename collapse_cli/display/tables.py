@@ -34,11 +34,12 @@ def print_summary(console: Console, path: Any, summary: dict[str, Any]) -> None:
     final = summary.get("final", {})
     dim = summary.get("dim", 0)
     status = summary.get("status", "?")
+    speed = summary.get("steps_per_second") or 0
     head = Text.assemble(
         (str(summary.get("name")), "bold"),
         f": {status} after {summary.get('steps_done')}/{summary.get('steps')} steps "
         f"in {summary.get('wall_time_s', 0):.1f} s "
-        f"({summary.get('steps_per_second') or 0:,.0f} steps/s)",
+        f"({f'{speed:,.0f}' if speed >= 10 else f'{speed:.2g}'} steps/s)",  # slow runs: not 0
     )
     console.print(head, soft_wrap=True)
     fields: list[tuple[str, Text | str]] = []

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..catalogue import KNN_K
 from ..verdict import min_eig_text, zero_label
-from .run import Run
+from .run import Run, config_value
 from .style import (
     CENTRED,
     OKABE_ITO,
@@ -42,7 +42,7 @@ def _variance(ax: Axes, run: Run) -> None:
     y = run.array("variance")
     ax.plot(run.array("step"), y, color=OKABE_ITO[1], label="variance")
     log_if_positive(ax, y)
-    ratio = ((run.config.get("log") or {}).get("verdict") or {}).get("complete_variance_ratio")
+    ratio = run.thresholds()["complete_variance_ratio"]
     if ratio and len(y) and y[0] > 0:
         ax.axhline(
             ratio * y[0], color=REF, ls=":", lw=1, label=f"complete collapse ({ratio:g} × step 0)"
@@ -118,7 +118,8 @@ def _std_l2(ax: Axes, run: Run) -> None:
 
 
 def _knn(ax: Axes, run: Run) -> None:
-    k = (run.config.get("log") or {}).get("knn_k", KNN_K)
+    k = config_value(run.config, "log.knn_k")
+    k = k if isinstance(k, int) else KNN_K  # a Monitor's config is the user's own
     ax.plot(run.array("step"), run.array("knn_acc"), color=OKABE_ITO[4], label="kNN accuracy")
     chance = run.summary.get("knn_chance")
     if chance is not None:
@@ -126,6 +127,16 @@ def _knn(ax: Axes, run: Run) -> None:
         ax.legend(loc="best")
     ax.set_ylim(0, 1.02)
     ax.set(title="kNN accuracy on held-out data", xlabel="step", ylabel=f"accuracy (k = {k})")
+
+
+def _recall(ax: Axes, run: Run) -> None:
+    ax.plot(run.array("step"), run.array("recall_at_1"), color=OKABE_ITO[5], label="recall@1")
+    chance = run.summary.get("recall_chance")
+    if chance is not None:
+        draw_reference(ax, chance, f"chance (1/M) = {chance:.3g}", note=False)
+        ax.legend(loc="best")
+    ax.set_ylim(0, 1.02)
+    ax.set(title="Recall@1 of held-out pairs", xlabel="step", ylabel="recall@1")
 
 
 def _final_spectrum(ax: Axes, run: Run) -> None:
@@ -219,11 +230,12 @@ PANELS: dict[str, Callable[[Axes, Run], None]] = {
     "rank": _ranks,
     "std_l2": _std_l2,
     "knn": _knn,
+    "recall": _recall,
     "spectrum": _heatmap,
     "final_spectrum": _final_spectrum,
 }
 OVERVIEW = ["loss", "variance", "min_eig", "rank", "std_l2", "final_spectrum"]
-OPTIONAL = ["knn", "loss_parts"]  # in the overview too, for runs that logged them
+OPTIONAL = ["knn", "recall", "loss_parts"]  # in the overview too, for runs that logged them
 
 
 def drawn(run: Run) -> list[str]:
@@ -231,6 +243,7 @@ def drawn(run: Run) -> list[str]:
     loss logs some, the spectra only with log.spectrum (the overview's panel then says so)."""
     has = {
         "knn": any(v is not None for v in run.column("knn_acc")),
+        "recall": any(v is not None for v in run.column("recall_at_1")),
         "loss_parts": bool(run.loss_parts),
         "spectrum": bool(len(run.spectra(SPECTRUM_ROWS))),
     }

@@ -205,7 +205,11 @@ class Run:
         """The verdict thresholds the run was judged with (log.verdict), defaults filled in."""
         from ..verdict import DEFAULT_THRESHOLDS
 
-        return DEFAULT_THRESHOLDS | (config_value(self.config, "log.verdict") or {})
+        given = config_value(self.config, "log.verdict")  # a Monitor's config is the user's
+        given = given if isinstance(given, dict) else {}
+        return DEFAULT_THRESHOLDS | {
+            k: v for k, v in given.items() if k in DEFAULT_THRESHOLDS and isinstance(v, float)
+        }
 
     # ------------------------------------------------------------------ as NumPy arrays
 

@@ -281,22 +281,39 @@ def _finish(
         thresholds=cfg.log.verdict.model_dump(),
         wall_time_s=result.wall_time,
         knn_chance=knn_chance(labels) if any("knn_acc" in r for r in rows) else None,
+        recall_chance=1 / len(parts.data.pairs[0]) if parts.data.pairs is not None else None,
         diverged_at=result.diverged_at,
     )
     if cfg.log.embeddings and result.status != "diverged":
         summary["embeddings"] = _save_embeddings(path, parts, cfg.log.embeddings)
-    rundir.write_json(path / rundir.SUMMARY, summary)
     if cfg.log.csv:
         from ..reading import load_run
         from ..reading.export import write_metrics_csv
 
+        rundir.write_json(path / rundir.SUMMARY, summary)
         write_metrics_csv(load_run(path))
-    if rows and cfg.log.plots:
+    finish_run(path, meta, summary, plots=cfg.log.plots, reporter=reporter)
+    return summary
+
+
+def finish_run(
+    path: Path,
+    meta: dict[str, Any],
+    summary: dict[str, Any],
+    *,
+    plots: bool = True,
+    reporter: Any = None,
+    **fields: Any,
+) -> None:
+    """The end of a run, whatever wrote it: summary.json, the figures when anything was
+    logged (and ``plots``), then meta.json ended with the summary's status (and ``fields``,
+    e.g. ``error``)."""
+    rundir.write_json(path / rundir.SUMMARY, summary)
+    if summary["final"] and plots:
         if reporter is not None and hasattr(reporter, "note"):
             reporter.note("drawing figures…")
         _plot(path, meta)
-    rundir.write_json(path / rundir.META, rundir.ended(meta, result.status))
-    return summary
+    rundir.write_json(path / rundir.META, rundir.ended(meta, summary["status"], **fields))
 
 
 def _save_embeddings(path: Path, parts: Any, limit: int) -> dict[str, Any]:

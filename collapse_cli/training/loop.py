@@ -93,6 +93,7 @@ def train(
     share = world.share(batch_size)  # this rank's rows of it
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
     labelled = data.labels is not None and data.labels_test is not None
+    pairs = getattr(data, "pairs", None) is not None  # text data's held-out sentence pairs
     # Mini-batch order has its own generator so that it never shifts the global RNG stream.
     order = torch.Generator().manual_seed(cfg.seed)
     # So do the augmented views (views.seed), drawn on the run's device.
@@ -141,6 +142,9 @@ def train(
                 knn = metrics.knn_accuracy(
                     train_z, data.labels, test_z, data.labels_test, k=cfg.log.knn_k
                 )
+            if log_step and pairs and world.main:  # recall@1 of held-out pairs, likewise
+                queries, partners = (embed(encoder, part) for part in data.pairs)
+                recall = metrics.recall_at_1(queries, partners)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 out = model(views)  # objective(encoder, views)
             optimizer.zero_grad(set_to_none=True)
@@ -173,6 +177,8 @@ def train(
                 row |= dict(zip(out.parts, part_values, strict=True))
                 if still_finite and labelled and world.main:
                     row["knn_acc"] = knn  # held-out split against the training set, eval mode
+                if still_finite and pairs and world.main:
+                    row["recall_at_1"] = recall  # held-out pairs (text data), eval mode
                 writer.append_metrics(row)
                 if not still_finite or not math.isfinite(values["variance"]):
                     status, diverged_at = "diverged", step
