@@ -4,7 +4,7 @@ summary, errors), the step as one DistributedDataParallel module with batch norm
 across the ranks, and the launcher behind ``collapse run --nproc N`` (torch.distributed.run).
 
 One process is a `World` of one rank, in which every method is the identity (the gathers are
-in `collectives`), so a single-process run computes exactly what it did before any of this.
+in `collectives`), so a single-process run computes exactly what it computes without them.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class World:
         # Buffers (batch-norm statistics, queues, centres) are kept equal by the computation
         # itself, so DDP need not broadcast them at every forward (only once, at the start).
         ddp = nn.parallel.DistributedDataParallel
-        sync = "forward_sync_buffers"  # torch >= 2.12; broadcast_buffers before
+        sync = "forward_sync_buffers"  # newer torch's name of broadcast_buffers
         no_sync = (
             {sync: False}
             if sync in inspect.signature(ddp).parameters
@@ -251,8 +251,10 @@ def joined(device: str) -> Iterator[World]:
     """The world of this process for one run, ``device`` being the config's. Under torchrun
     (``WORLD_SIZE`` > 1) the process group is initialised here, gloo for the CPU and nccl for
     CUDA (one device per rank, ``cuda:LOCAL_RANK``), and destroyed at the end; a process group
-    that already exists is used as it is and left alone. Every rank has passed the opening
-    barrier before this yields, so what each read before (a run to resume) is read."""
+    that already exists is used as it is and left alone, unless a rank fails (`World.failure`
+    tears it down). Every rank has passed the opening barrier before this yields, so what each
+    read before (a run to resume) is read. An error that is not a CollapseError (a collective
+    that failed because another rank stopped before the run began) becomes a RunError."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         world = _existing(device)
     elif _launched_size() > 1:
@@ -264,6 +266,10 @@ def joined(device: str) -> Iterator[World]:
         _register(world)
         dist.barrier(group=world.control)
         yield world
+    except CollapseError:
+        raise
+    except Exception as e:
+        raise RunError(f"rank {world.rank}: {_text(e)}") from e
     finally:
         if world.alive and world.control is not None:
             with contextlib.suppress(Exception):
@@ -373,12 +379,12 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         var = collectives.reduce_sum(centred.pow(2).sum(dims)) / count  # (C,) biased
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
-                self.num_batches_tracked.add_(1)  # type: ignore[union-attr]
+                self.num_batches_tracked += 1
                 m = self.momentum
                 if m is None:  # cumulative average
-                    m = 1.0 / float(self.num_batches_tracked)  # type: ignore[arg-type]
+                    m = 1.0 / float(self.num_batches_tracked)
                 self.running_mean.lerp_(mean.detach(), m)
-                self.running_var.lerp_(var.detach() * count / max(count - 1, 1), m)  # type: ignore[union-attr]
+                self.running_var.lerp_(var.detach() * count / max(count - 1, 1), m)
         y = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
