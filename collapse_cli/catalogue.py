@@ -18,7 +18,8 @@ class Metric:
 
     ``title`` and ``axis`` label its figures; ``log``: drawn on a log axis; ``ceiling``: a
     rank-like value drawn against min(d, N − 1); ``collapsed`` and ``healthy``: what its value
-    does in each case; ``live``: its header in the live table (None: not shown there);
+    does in each case; ``live``: its header in the live table (None: not shown there), and
+    ``keep``: its priority there when the terminal is narrow (lower stays longer);
     ``overlay``: ``compare`` draws its curves; ``overview``: one of the six panels of the
     compare overview; ``when``: when it is present (absent means "does not apply").
     """
@@ -31,31 +32,33 @@ class Metric:
     collapsed: str = ""
     healthy: str = ""
     live: str | None = None
+    keep: int = 9
     overlay: bool = True
     overview: bool = False
     when: str = "always"
 
 
-LOSS = Metric("loss", "Loss", "loss", live="loss", overview=True)
+LOSS = Metric("loss", "Loss", "loss", live="loss", keep=5, overview=True)
 
 METRICS: tuple[Metric, ...] = (
     Metric("variance", "Variance", "variance (log)", log=True, collapsed="→ 0",
-           healthy="stays up", live="variance", overview=True),
+           healthy="stays up", live="variance", keep=1, overview=True),
     Metric("min_eig", "Smallest non-zero eigenvalue λ_r (r = rank)", "λ_r (log)", log=True,
-           collapsed="→ 0 with the cloud", live="min eig", overview=True),
+           collapsed="→ 0 with the cloud", live="min eig", keep=6, overview=True),
     Metric("max_eig", "Largest eigenvalue λ₁", "λ₁ (log)", log=True, overlay=False),
     Metric("rank", "Numerical rank", "rank", ceiling=True, collapsed="1 or 0",
-           healthy="up to min(d, N − 1)", live="rank", overview=True),
+           healthy="up to min(d, N − 1)", live="rank", keep=7, overview=True),
     Metric("effective_rank", "Effective rank", "effective rank", ceiling=True,
-           collapsed="→ 1", healthy="→ rank", live="eff. rank", overview=True),
+           collapsed="→ 1", healthy="→ rank", live="eff. rank", keep=2, overview=True),
     Metric("rankme", "RankMe", "RankMe", ceiling=True, collapsed="→ 1",
            healthy="→ min(N, d)"),
     Metric("participation_ratio", "Participation ratio", "(Σλ)² / Σλ²", ceiling=True,
            collapsed="→ 1", healthy="≈ d for isotropic data"),
     Metric("alpha_req", "α-ReQ", "α", collapsed="large", healthy="≈ 1", overlay=False,
            when="rank ≥ 10"),
+    # The live table shows std_l2·√d: 1 for a cloud spread over the sphere, the verdict's scale.
     Metric("std_l2", "Std of L2-normalised embeddings", "std_l2 (0 = collapsed)",
-           collapsed="→ 0", healthy="≈ 1/√d", overview=True),
+           collapsed="→ 0", healthy="≈ 1/√d", live="std·√d", keep=3, overview=True),
     Metric("uniformity", "Uniformity", "log E exp(−2‖u−v‖²)", collapsed="→ 0",
            healthy="≈ −4 + 8/d", when="N ≥ 2"),
     Metric("alignment", "Alignment", "E‖u−u⁺‖²", collapsed="→ 0 (also at collapse)",
@@ -64,15 +67,16 @@ METRICS: tuple[Metric, ...] = (
            collapsed="→ 1", healthy="≈ 0", when="N ≥ 2"),
     Metric("norm_mean", "Mean norm", "mean ‖z‖", overlay=False),
     Metric("knn_acc", "kNN accuracy on held-out data", "kNN accuracy", collapsed="chance",
-           healthy="well above chance", when="labelled data with a held-out split"),
+           healthy="well above chance", live="kNN", keep=4,
+           when="labelled data with a held-out split"),
     Metric("grad_norm", "Gradient norm", "grad norm (log)", log=True,
-           collapsed="→ 0 at complete collapse", live="grad norm", when="training"),
+           collapsed="→ 0 at complete collapse", live="grad norm", keep=8, when="training"),
 )  # fmt: skip
 
 COLUMNS: tuple[Metric, ...] = (LOSS, *METRICS)  # what a row of metrics.jsonl holds, in order
 BY_KEY = {m.key: m for m in COLUMNS}
 ORDER = [m.key for m in COLUMNS]  # the order a reader looks for them in
-LIVE = [(m.key, m.live) for m in COLUMNS if m.live]  # the live table's columns after "step"
+LIVE = [m for m in COLUMNS if m.live]  # the live table's columns after "step", in order
 OVERLAID = [m.key for m in COLUMNS if m.overlay]
 OVERVIEW = [m.key for m in COLUMNS if m.overview]
 LOG_SCALE = {m.key for m in COLUMNS if m.log}

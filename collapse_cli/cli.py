@@ -8,6 +8,7 @@ answers at once.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,28 +25,53 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
 )
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
-ConfigArg = Annotated[Path, typer.Argument(help="A YAML config, e.g. configs/infonce.yaml.")]
+ConfigArg = Annotated[
+    Path, typer.Argument(help="A YAML config, e.g. configs/infonce.yaml.", metavar="CONFIG")
+]
 OverridesArg = Annotated[
     list[str] | None,
-    typer.Argument(help="Overrides key.path=value, e.g. train.steps=2000 optimizer.lr=0.01."),
+    typer.Argument(
+        help="Overrides key.path=value, e.g. train.steps=2000 optimizer.lr=0.01.",
+        metavar="KEY=VALUE",
+    ),
 ]
 RunsDirOpt = Annotated[
     Path,
-    typer.Option("--runs-dir", envvar="COLLAPSE_RUNS_DIR", help="Where run folders live."),
+    typer.Option(
+        "--runs-dir", envvar="COLLAPSE_RUNS_DIR", help="Where run folders live.", metavar="DIR"
+    ),
 ]
 RunArg = Annotated[
     str,
     typer.Argument(
         help="A run: its folder, a unique prefix of its folder name under --runs-dir, its run "
-        "name when unique, or 'latest'."
+        "name when unique, or 'latest'.",
+        metavar="RUN",
     ),
 ]
-OutOpt = Annotated[Path | None, typer.Option("--out", help="Write the figures here instead.")]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", help="Write the figures here instead.", metavar="DIR")
+]
+FormatOpt = Annotated[
+    str, typer.Option("--format", help="Figure format: png, svg or pdf.", metavar="FORMAT")
+]
+DpiOpt = Annotated[
+    int | None,
+    typer.Option("--dpi", help="Resolution of png figures (default 100).", min=10, metavar="DPI"),
+]
+LabelOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--label",
+        help="RUN=TEXT: name RUN so in titles and legends (repeatable).",
+        metavar="RUN=TEXT",
+    ),
+]
 
 
 @contextlib.contextmanager
@@ -78,11 +104,13 @@ def _main(
 @app.command()
 def run(
     config: Annotated[
-        Path | None, typer.Argument(help="A YAML config, e.g. configs/infonce.yaml.")
+        Path | None,
+        typer.Argument(help="A YAML config, e.g. configs/infonce.yaml.", metavar="CONFIG"),
     ] = None,
     overrides: OverridesArg = None,
     device: Annotated[
-        str | None, typer.Option(help="auto, cpu, cuda or cuda:N (overrides the config).")
+        str | None,
+        typer.Option(help="auto, cpu, cuda or cuda:N (overrides the config).", metavar="DEVICE"),
     ] = None,
     resume: Annotated[
         str | None,
@@ -119,8 +147,12 @@ def run(
 
     Exit codes: 0 completed, 2 bad config or input, 3 diverged (NaN/Inf), 130 interrupted.
     """
+    # Under torchrun every rank runs this command (RANK set); rank 0 alone reports.
+    rank = os.environ.get("RANK")
+    if not quiet and rank is None and err.is_terminal:  # torch takes a second or two to import
+        err.print("loading torch…", style="dim", highlight=False)
     from .config import load_config
-    from .display import make_reporter, print_ending, print_summary
+    from .display import make_reporter, print_ending, print_start, print_summary
     from .training import distributed, open_resume, resume_run, run_experiment
 
     command = " ".join(["collapse", *sys.argv[1:]])
@@ -140,12 +172,14 @@ def run(
         elif config is None:
             raise ConfigError("give a config (collapse run configs/infonce.yaml) or --resume RUN")
         else:
-            job = cfg = load_config(config, overrides)
+            job = cfg = load_config(_config_file(config), overrides)
             start = run_experiment
         if nproc is not None and nproc > 1:  # rank 0 of the processes reports the run
             distributed.check_launch(cfg, nproc)
             raise typer.Exit(distributed.launch(nproc, ranks_run))
-        main = distributed.launched_rank() == 0  # under torchrun, rank 0 alone reports
+        main = rank in (None, "0")
+        if not quiet and main:
+            print_start(err, job)
         mode, thresholds = "plain" if plain else "auto", cfg.log.verdict.model_dump()
         reporter = None if quiet or not main else make_reporter(out, mode, cfg.name, thresholds)
         try:
@@ -161,6 +195,18 @@ def run(
         raise typer.Exit(code)
 
 
+def _config_file(config: Path) -> Path:
+    """A config path as given, or a clear error for a run folder given in its place."""
+    from .rundir import CONFIG, is_run_dir
+
+    if is_run_dir(config):
+        raise ConfigError(
+            f"{config}: is a run folder, not a config; to repeat the run: collapse run "
+            f"{config / CONFIG}; to continue it: collapse run --resume {config}"
+        )
+    return config
+
+
 @app.command()
 def validate(config: ConfigArg, overrides: OverridesArg = None) -> None:
     """Check a config and its overrides without running it; print the resolved config."""
@@ -168,24 +214,29 @@ def validate(config: ConfigArg, overrides: OverridesArg = None) -> None:
     from .training.build import check
 
     with _user_errors():
-        text = check(config, list(overrides or []))
-    print_valid(out, text, config)
+        text = check(_config_file(config), list(overrides or []))
+    print_valid(out, err, text, config)
 
 
 @app.command()
 def components(
     kind: Annotated[
-        str | None, typer.Argument(help="Only this kind: data, encoder, loss or optimizer.")
+        str | None,
+        typer.Argument(
+            help="Only this kind: data, encoder, loss, optimizer or views.", metavar="KIND"
+        ),
     ] = None,
 ) -> None:
-    """List every dataset, encoder, loss and optimizer with its parameters and defaults."""
+    """List every dataset, encoder, loss and optimizer with its parameters and defaults, and
+    the keys of the views block."""
     from .config import registries
     from .display import print_components
 
     regs = registries()
     with _user_errors():
-        if kind is not None and kind not in regs:
-            raise ConfigError(f"{kind!r} is not a component kind; choose from {', '.join(regs)}")
+        if kind is not None and kind not in [*regs, "views"]:
+            kinds = ", ".join([*regs, "views"])
+            raise ConfigError(f"{kind!r} is not a component kind; choose from {kinds}")
     print_components(out, regs, kind)
 
 
@@ -193,19 +244,22 @@ def components(
 @app.command()
 def plot(
     run: RunArg,
-    fmt: Annotated[str, typer.Option("--format", help="png, svg or pdf.")] = "png",
+    fmt: FormatOpt = "png",
+    dpi: DpiOpt = None,
+    label: LabelOpt = None,
     out_dir: OutOpt = None,
     runs_dir: RunsDirOpt = Path("runs"),
 ) -> None:
     """Draw a run's figures into RUN/plots/ (or --out).
 
-    Loss, variance, λ_min and rank, ranks vs their ceiling, std_l2 vs 1/√d, spectra, overview.
+    Loss and its parts, variance, λ_min and rank, ranks vs their ceiling, std_l2 vs 1/√d and
+    its collapse threshold, spectra, kNN accuracy vs chance, and an overview.
     """
     from .display import print_figures
     from .reading.figures import plot_named
 
     with _user_errors():
-        paths = plot_named(run, runs_dir, out_dir, fmt)
+        paths = plot_named(run, runs_dir, out_dir, fmt, dpi=dpi, labels=label or [])
     print_figures(out, paths, paths[0].parent)
 
 
@@ -214,23 +268,44 @@ def compare(
     runs: Annotated[
         list[str], typer.Argument(help="Two or more runs (as for plot).", metavar="RUN")
     ],
+    fmt: FormatOpt = "png",
+    dpi: DpiOpt = None,
+    label: LabelOpt = None,
+    table: Annotated[
+        str | None,
+        typer.Option(
+            "--table",
+            help="Print the comparison table as markdown, latex or csv instead (for a paper "
+            "or a notebook); the figures are still drawn.",
+            metavar="FORMAT",
+        ),
+    ] = None,
     out_dir: OutOpt = None,
     runs_dir: RunsDirOpt = Path("runs"),
 ) -> None:
     """Compare runs: the config keys that differ, metrics side by side, overlaid curves.
 
-    Final, min and max of every metric, Δ to the first run; curves in RUNS_DIR/compare-<time>/.
+    Step 0, final, min and max of every metric, Δ to the first run; curves in
+    RUNS_DIR/compare-<time>/.
     """
-    from .display import print_comparison
+    from .display import print_comparison, print_lines
     from .reading.compare import compare_named
+    from .reading.export import check_table_format, comparison_table
 
     with _user_errors():
-        result = compare_named(runs, runs_dir, out_dir)
-    print_comparison(out, result)
+        check_table_format(table)
+        result = compare_named(runs, runs_dir, out_dir, fmt, dpi=dpi, labels=label or [])
+    if table:
+        print_lines(out, comparison_table(result, table))
+    else:
+        print_comparison(out, result)
 
 
 @app.command("list")
-def list_(runs_dir: RunsDirOpt = Path("runs")) -> None:
+def list_(
+    runs_dir: RunsDirOpt = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+) -> None:
     """List the runs, newest first, with their final variance, effective rank and verdict.
 
     Runs still going or that died are listed too, from the metrics they logged (no verdict).
@@ -240,7 +315,7 @@ def list_(runs_dir: RunsDirOpt = Path("runs")) -> None:
 
     with _user_errors():
         rows = run_table(runs_dir)
-    print_runs(out, runs_dir, rows)
+    print_runs(out, runs_dir, rows, as_json)
 
 
 # --------------------------------------------------------------------------- inspect
@@ -258,21 +333,25 @@ def inspect_(
     ] = None,
     out_dir: Annotated[
         Path | None,
-        typer.Option("--out", help="Output folder (default: <stem>-inspect/ next to FILE)."),
+        typer.Option("--out", help="Write inspect.json and spectrum.png here.", metavar="DIR"),
     ] = None,
+    save: Annotated[
+        bool, typer.Option("--save", help="Write them into <stem>-inspect/ next to FILE.")
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print inspect.json to stdout instead of the table.")
     ] = False,
 ) -> None:
     """Measure embeddings you already have: each metric with a reading, spectrum, verdict.
 
-    Writes inspect.json and spectrum.png (docs/inspect.md). Exit code 2: unusable input.
+    Writes inspect.json and spectrum.png only when asked (--out or --save; docs/inspect.md).
+    Exit code 2: unusable input.
     """
     from .display import print_inspected
     from .inspection import inspect_file
 
     with _user_errors():
-        report, folder, replaced = inspect_file(file, labels, out_dir)
+        report, folder, replaced = inspect_file(file, labels, out_dir, save=save)
     print_inspected(out, err, file.name, report, folder, replaced, as_json)
 
 

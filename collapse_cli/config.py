@@ -22,6 +22,7 @@ from .catalogue import KNN_K
 from .errors import ConfigError
 from .registry import Registry
 from .rundir import sanitize_name
+from .verdict import DEFAULT_THRESHOLDS
 from .views import ViewsConfig
 from .yamlfile import parse_scalar, read_yaml
 
@@ -43,9 +44,11 @@ class Component(BaseModel):
 class VerdictConfig(_Strict):
     """Thresholds of the collapse verdict; the README explains the defaults."""
 
-    complete_variance_ratio: float = Field(1e-3, gt=0, lt=1)
-    complete_std_l2: float = Field(0.05, gt=0, lt=1)
-    dimensional_fraction: float = Field(0.25, gt=0, lt=1)
+    complete_variance_ratio: float = Field(
+        DEFAULT_THRESHOLDS["complete_variance_ratio"], gt=0, lt=1
+    )
+    complete_std_l2: float = Field(DEFAULT_THRESHOLDS["complete_std_l2"], gt=0, lt=1)
+    dimensional_fraction: float = Field(DEFAULT_THRESHOLDS["dimensional_fraction"], gt=0, lt=1)
 
 
 class TrainConfig(_Strict):
@@ -60,6 +63,9 @@ class LogConfig(_Strict):
     every: int = Field(50, gt=0)
     spectrum: bool = True
     knn_k: int = Field(KNN_K, gt=0)  # neighbours of knn_acc (labelled data with a held-out split)
+    embeddings: int = Field(4096, ge=0)  # rows of embeddings.npy saved at the end; 0: none
+    csv: bool = False  # also write metrics.csv at the end
+    tensorboard: bool = False  # also write TensorBoard scalars (the tensorboard extra)
     verdict: VerdictConfig = VerdictConfig()
 
 

@@ -137,7 +137,14 @@ def inspect_embeddings(
 def draw_spectrum(report: Report, path: Path) -> None:
     """λ_i against i on a log axis. Those past the numerical rank (structurally 0) cannot sit on
     a log axis: they are drawn at a floor a decade below the smallest nonzero one, shaded."""
-    from .reading.figures import OKABE_ITO, STRUCTURAL, figure_style, log_floor, new_figure
+    from .reading.style import (
+        OKABE_ITO,
+        STRUCTURAL,
+        figure_style,
+        log_floor,
+        new_figure,
+        readable_log_ticks,
+    )
 
     eigs, (n, d), r = np.array(report.spectrum), report.shape, int(report.metrics["rank"])
     index, floor = np.arange(1, d + 1), log_floor(np.array(report.spectrum[:r]))
@@ -156,6 +163,7 @@ def draw_spectrum(report: Report, path: Path) -> None:
         ax.set(xlabel="index i (λ₁ largest)", ylabel="λ_i (log)", xlim=(0.5, d + 0.5))
         ax.set_title(f"Sorted eigenvalue spectrum of {name} (N = {n}, d = {d})\n{report.verdict}")
         ax.legend(loc="upper right")
+        readable_log_ticks(ax.figure)
         ax.figure.savefig(path)
 
 
@@ -178,11 +186,16 @@ def inspect_file(
     labels: str | Path | None = None,
     out: str | Path | None = None,
     thresholds: dict[str, float] | None = None,
-) -> tuple[Report, Path, list[str]]:
-    """Load, inspect and write: (report, output folder, the files there it replaced). The
-    folder defaults to ``<stem>-inspect/`` next to the input."""
+    *,
+    save: bool = False,
+) -> tuple[Report, Path | None, list[str]]:
+    """Load and inspect; write only when asked: into ``out``, or with ``save`` into
+    ``<stem>-inspect/`` next to the input. Returns (report, the folder written or None, the
+    files there it replaced)."""
     z = load_embeddings(path := Path(path))
     report = inspect_embeddings(z, load_labels(labels, len(z)) if labels else None, thresholds)
     report.source = str(path.resolve())
-    out = Path(out) if out is not None else path.parent / f"{path.stem}-inspect"
-    return report, out, write_outputs(report, out)
+    if out is None and not save:
+        return report, None, []
+    folder = Path(out) if out is not None else path.parent / f"{path.stem}-inspect"
+    return report, folder, write_outputs(report, folder)

@@ -72,7 +72,8 @@ class Registry:
         """The entry for ``name``, or a ConfigError listing the choices (and a close match)."""
         if name in self._entries:
             return self._entries[name]
-        close = difflib.get_close_matches(str(name), self.names(), n=1)
+        lowered = {n.lower(): n for n in self.names()}  # InfoNCE finds infonce
+        close = [lowered[c] for c in difflib.get_close_matches(str(name).lower(), lowered, n=1)]
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(
             f"{where}: {name!r} is not a {self.kind}{hint}; choose from {', '.join(self.names())}"

@@ -41,9 +41,11 @@ def build_summary(
 ) -> dict[str, Any]:
     """The summary of a run from its finite metric rows.
 
-    ``thresholds`` (log.verdict) are given once the run has ended: the verdict is judged from
-    the last row against step 0. A run still going has no verdict yet. ``wall_time_s``,
-    ``knn_chance`` and ``diverged_at`` are known only to the process that ran it.
+    ``thresholds`` (log.verdict) are given once the run has ended: a completed run's verdict
+    is judged from the last row against step 0; a run that diverged or was interrupted gets
+    no verdict (None) and a reason that says so. A run still going has no verdict yet.
+    ``wall_time_s``, ``knn_chance`` and ``diverged_at`` are known only to the process that ran
+    it.
     """
     first, final = (rows[0], rows[-1]) if rows else ({}, {})
     reference_rank = first.get("rank")
@@ -69,7 +71,16 @@ def build_summary(
             f"the loss or the embeddings became NaN or infinite by step {diverged_at}"
             + (f"; the last good metrics are from step {last}" if last is not None else "")
         )
-    if thresholds is not None and rows and dim:
+    if thresholds is not None and status != "completed":
+        summary["verdict"] = None  # partial data is no verdict: say why instead
+        how = {"diverged": f"diverged at step {diverged_at}"}.get(
+            status, f"was {status} after {steps_done} of {steps} steps"
+        )
+        summary["verdict_reason"] = (
+            f"the run {how}; the verdict compares the last step of a finished run with step 0"
+            + ("; resume it to judge it" if status == "interrupted" else "")
+        )
+    elif thresholds is not None and rows and dim:
         ref = int(reference_rank or 0)
         summary["verdict"], summary["verdict_reason"] = verdict(final, dim, ref, thresholds, first)
         note = min_eig_note(final.get("rank"), dim, ref)

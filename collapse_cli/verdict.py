@@ -11,6 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 COMPLETE, DIMENSIONAL, HEALTHY = "complete collapse", "dimensional collapse", "healthy"
+# log.verdict's defaults (config.VerdictConfig validates them; readers of old runs use these)
+DEFAULT_THRESHOLDS = {
+    "complete_variance_ratio": 1e-3,
+    "complete_std_l2": 0.05,
+    "dimensional_fraction": 0.25,
+}
+NOT_JUDGED = "not judged"  # how readers show the missing verdict of a diverged or stopped run
 SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 

@@ -24,15 +24,41 @@ class ViewsConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    count: int | None = Field(None, ge=1)  # null: what the loss takes (raw batch for 1-view losses)
-    seed: int | None = None  # null: the run's seed + VIEWS_SEED_OFFSET
-    noise: float = Field(0.1, ge=0)  # std of additive Gaussian noise, in the data's units
-    mask: float = Field(0.1, ge=0, lt=1)  # probability that each feature (pixel) is zeroed
-    scale: tuple[float, float] = (0.8, 1.2)  # range of a per-sample multiplicative factor
-    crop: tuple[float, float] | None = (0.8, 1.0)  # resized crop: range of the area kept
-    shift: int = Field(0, ge=0)  # largest translation, in pixels
-    flip: float = Field(0.0, ge=0, le=1)  # probability of a horizontal flip
-    cutout: float = Field(0.0, ge=0, lt=1)  # side of one zeroed square, as a fraction of H and W
+    count: int | None = Field(
+        None,
+        ge=1,
+        description="views per sample; null: what the loss takes (the raw batch "
+        "for one-view losses)",
+    )
+    seed: int | None = Field(None, description="null: the run's seed + 7919")
+    noise: float = Field(0.1, ge=0, description="std of additive Gaussian noise (data units)")
+    mask: float = Field(0.1, ge=0, lt=1, description="probability that a feature is zeroed")
+    scale: tuple[float, float] = Field(
+        (0.8, 1.2), description="range of a per-sample multiplicative factor"
+    )
+    crop: tuple[float, float] | None = Field(
+        (0.8, 1.0), description="images: resized crop, range of the area kept; null: none"
+    )
+    shift: int = Field(0, ge=0, description="images: largest translation, in pixels")
+    flip: float = Field(0.0, ge=0, le=1, description="images: probability of a horizontal flip")
+    cutout: float = Field(
+        0.0, ge=0, lt=1, description="images: side of one zeroed square, a fraction of H and W"
+    )
+
+    def kept_defaults(self) -> list[str]:
+        """The augmentations left on at their defaults when a views block sets only some keys:
+        ``views: {noise: 0.1}`` keeps mask, scale and crop as well. Empty when no block was
+        given (the defaults are then the documented setup) or when none is left on."""
+        given = self.model_fields_set
+        if not given:
+            return []
+        off = {"noise": 0.0, "mask": 0.0, "scale": (1.0, 1.0), "crop": None, "shift": 0}
+        off |= {"flip": 0.0, "cutout": 0.0}
+        return [
+            f"{key}={list(value) if isinstance(value, tuple) else value}"
+            for key, value in ((k, getattr(self, k)) for k in off)
+            if key not in given and value != off[key]
+        ]
 
     @field_validator("scale")
     @classmethod

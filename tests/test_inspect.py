@@ -78,9 +78,12 @@ def test_half_precision_keeps_its_dtype_and_its_rank():
     assert report.dtype == "bfloat16" and report.metrics["rank"] == 32
 
 
-def test_cli_writes_json_and_png_next_to_the_input(cli, tmp_path: Path):
+def test_cli_writes_json_and_png_next_to_the_input_when_asked(cli, tmp_path: Path):
     src = _write(tmp_path / "emb.npy", _matrix())
-    result = cli("inspect", src)
+    shown = cli("inspect", src)  # the table only: nothing is written unless asked
+    assert shown.exit_code == 0 and "verdict: healthy" in shown.output
+    assert list(tmp_path.iterdir()) == [src]
+    result = cli("inspect", src, "--save")
     assert result.exit_code == 0, result.output
     folder = tmp_path / "emb-inspect"
     assert str(folder) in result.output and "verdict: healthy" in result.output
@@ -94,7 +97,7 @@ def test_cli_writes_json_and_png_next_to_the_input(cli, tmp_path: Path):
     import matplotlib.image
 
     assert matplotlib.image.imread(folder / "spectrum.png").shape[2] in (3, 4)
-    again = cli("inspect", src, "--json")  # never silent about replacing its own two files
+    again = cli("inspect", src, "--json", "--save")  # never silent about replacing its files
     assert again.exit_code == 0 and "replaced inspect.json and spectrum.png" in again.output
     assert json.loads(again.stdout)["metrics"] == data["metrics"]
 

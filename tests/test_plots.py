@@ -130,21 +130,27 @@ def test_figures_have_their_panels_and_reference_lines(demo: Path) -> None:
 
     top, strip = figs["min_eig"].axes  # λ_min above, the numerical rank in a strip below
     assert top.get_yscale() == "log" and "λ_min" in top.get_title()
-    lines = _lines(top)  # rank 32 of 128: λ_min is drawn at a floor, not as round-off noise
-    assert "λ_min: structurally 0, drawn at a floor" in lines
-    assert "λ_r, r = rank (smallest non-zero)" in lines
-    assert any(t.get_text() == "structurally 0 (rank 32/128)" for t in top.texts)
+    lines = _lines(top)  # rank 32 of 128: λ_min is a band of structural zeros, no line
+    assert set(lines) == {"λ_r, r = rank (smallest non-zero)"}
+    (band,) = top.collections  # drawn along the bottom of the axes, not at a made-up value
+    assert band.get_label() == "λ_min structurally 0 (rank 32/128)"
+    assert band.get_transform() == top.get_xaxis_transform()  # y in axes units: a band
+    (y0, y1) = band.get_paths()[0].get_extents().intervaly
+    assert (y0, y1) == (0, 0.05)
     assert strip.get_ylabel() == "rank" and set(strip.get_lines()[0].get_ydata()) == {32}
 
     (ax,) = figs["rank"].axes
     lines = _lines(ax)
     assert {"effective rank", "RankMe", "numerical rank"} <= set(lines)
-    ceiling = lines["ceiling min(d, N−1) = 127"]
-    assert ceiling.get_linestyle() == "--" and list(ceiling.get_ydata()) == [127, 127]
+    # The rank the embeddings can reach (32, their rank at step 0), not d or N − 1.
+    ceiling = lines["reachable rank 32 (rank at step 0); min(d, N−1) = 127"]
+    assert ceiling.get_linestyle() == "--" and list(ceiling.get_ydata()) == [32, 32]
 
     (ax,) = figs["std_l2"].axes
     iso = next(line for label, line in _lines(ax).items() if label.startswith("1/√d"))
     assert iso.get_ydata()[0] == pytest.approx(1 / math.sqrt(dim))
+    limit = next(line for label, line in _lines(ax).items() if "complete collapse" in label)
+    assert limit.get_ydata()[0] == pytest.approx(0.05 / math.sqrt(dim))  # log.verdict default
 
     (ax, _colorbar) = figs["spectrum"].axes
     mesh = ax.collections[0]
@@ -234,7 +240,7 @@ def test_compare_ten_runs_finds_exactly_the_differing_keys(tmp_path: Path) -> No
     assert set(result.differing) == {"seed", "optimizer.lr"}
     assert result.differing["seed"] == [i % 2 for i in range(10)]
     assert len(set(result.labels)) == 10
-    assert all("optimizer.lr=" in label and "seed=" in label for label in result.labels)
+    assert all("lr: " in label and "seed: " in label for label in result.labels)
     assert result.out.parent == tmp_path and result.out.name.startswith("compare-")
     assert all(_is_image(p) for p in result.figures)
     assert {p.stem for p in result.figures} >= {"overview", "loss", "variance", "effective_rank"}
@@ -256,7 +262,7 @@ def test_compare_labels_by_the_keys_that_tell_runs_apart(tmp_path: Path) -> None
     (b / "config.yaml").write_text(yaml.safe_dump(cfg_b))
     result = compare_runs([a, b], out=tmp_path / "cmp", figures=False)
     assert set(result.differing) == {"name", "loss.name", "loss.temperature"}
-    assert result.labels == ["loss.name=variance", "loss.name=infonce_self"]
+    assert result.labels == ["loss: variance", "loss: infonce_self"]  # in words, not key=value
     assert result.figures == [] and not (tmp_path / "cmp").exists()
     c = write_run(tmp_path, "20250101-000002-c", {"name": "collapse"})
     same = compare_runs([a, c], figures=False)
@@ -300,7 +306,8 @@ def test_labelled_runs_get_a_knn_panel_and_overlay(tmp_path: Path) -> None:
 
     result = compare_runs([a, b], figures=False)
     (ax,) = compare_figures(result.runs, result.labels, ["knn_acc"])["knn_acc"].axes
-    assert [list(line.get_ydata()) for line in ax.get_lines()] == [accuracies, [0.0] * 10]
+    lines = [list(line.get_ydata()) for line in ax.get_lines()]
+    assert lines == [accuracies, [0.0] * 10, [0.125, 0.125]]  # the runs, then run a's chance
     assert "kNN" in ax.get_title() and ax.get_ylim() == (0, 1.02)
 
 

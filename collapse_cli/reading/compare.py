@@ -12,11 +12,11 @@ from typing import Any
 
 from ..catalogue import ORDER, OVERLAID
 from ..errors import ConfigError
-from ..rundir import create_stamped, resolve_run
+from ..rundir import COMPARISON, create_stamped, resolve_run, write_json
 from ..verdict import min_eig_text
 from .run import Run, load_run
 
-STATS = ("final", "min", "max")
+STATS = ("step 0", "final", "min", "max")
 # When several keys tell the runs apart, legends use the most telling ones first.
 _LABEL_PRIORITY = ["loss", "encoder", "optimizer", "views", "data", "train", "seed", "log"]
 
@@ -83,16 +83,21 @@ def differing_keys(configs: list[dict[str, Any]]) -> dict[str, list[Any]]:
 
 
 def run_labels(ids: list[str], differing: dict[str, list[Any]]) -> list[str]:
-    """``key=value`` names that tell the runs apart, using as few keys as it takes; the run id
-    when the configs do not tell them apart."""
+    """Names that tell the runs apart in words (``stop_gradient: off``, ``loss: simsiam``),
+    using as few config keys as it takes; the run id when the configs do not tell them apart."""
 
     def rank(key: str) -> int:
         head = key.split(".")[0]
         return _LABEL_PRIORITY.index(head) if head in _LABEL_PRIORITY else len(_LABEL_PRIORITY)
 
     def names(keys: list[str]) -> list[str]:
+        words = key_words(keys)
         return [
-            ", ".join(f"{k}={differing[k][i]}" for k in keys if differing[k][i] is not ABSENT)
+            ", ".join(
+                f"{words[k]}: {value_words(differing[k][i])}"
+                for k in keys
+                if differing[k][i] is not ABSENT
+            )
             for i in range(len(ids))
         ]
 
@@ -109,6 +114,27 @@ def run_labels(ids: list[str], differing: dict[str, list[Any]]) -> list[str]:
     return labels
 
 
+def key_words(keys: list[str]) -> dict[str, str]:
+    """How a legend names each config key: its last part (``loss.stop_gradient`` →
+    ``stop_gradient``; a component's ``name`` → the block, ``loss``), the dotted key where two
+    of ``keys`` would read alike."""
+    short = {k: k.split(".")[-2] if k.endswith(".name") and "." in k else k.split(".")[-1]
+             for k in keys}  # fmt: skip
+    taken = [w for w in short.values()]
+    return {k: w if taken.count(w) == 1 else k.removesuffix(".name") for k, w in short.items()}
+
+
+def value_words(value: Any) -> str:
+    """A config value as a legend reads it: on/off for switches, none for null, 0.05 not 5e-02."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
 def _shared_metrics(runs: list[Run]) -> list[str]:
     """Metric keys every run has a finite value of (the keys of its summary's minima)."""
     shared = set.intersection(*(set(r.summary.get("min") or {}) for r in runs))
@@ -121,18 +147,35 @@ def _number(v: Any) -> float | None:
     return v if ok else None
 
 
+def visible(diff: float | None, reference: float | None) -> bool:
+    """Whether a difference is worth showing: not None and above float64 round-off of the
+    values compared (|Δ| > 1e-12 · |reference|, or any non-zero Δ of a zero reference)."""
+    if diff is None or diff == 0:
+        return False
+    return abs(diff) > 1e-12 * abs(reference or 0.0)
+
+
+def _stats(run: Run, stat: str) -> dict[str, Any]:
+    """One statistic of every metric of a run: the first logged row for ``step 0``, else the
+    summary's ``final``, ``min`` or ``max``."""
+    if stat == "step 0":
+        return run.metrics[0] if run.metrics else {}
+    return run.summary.get(stat) or {}
+
+
 def metric_rows(runs: list[Run], metrics: list[str]) -> list[MetricRow]:
-    """Final, minimum and maximum of each metric in each run, with its difference to run 1."""
+    """Step 0, final, minimum and maximum of each metric in each run, with its difference to
+    run 1."""
     rows = []
     for key in metrics:
         for stat in STATS:
-            values = [_number((r.summary.get(stat) or {}).get(key)) for r in runs]
+            values = [_number(_stats(r, stat).get(key)) for r in runs]
             texts: list[str | None] = [None] * len(runs)
             if key == "min_eig":
                 for i, run in enumerate(runs):
                     # final λ_min goes with the final rank; the smallest λ_min with the smallest
                     # rank; the largest is structural only if even the largest rank is short.
-                    rank = _number((run.summary.get(stat) or {}).get("rank"))
+                    rank = _number(_stats(run, stat).get("rank"))
                     dim = run.dim
                     if values[i] is not None and rank is not None and dim and rank < dim:
                         values[i], texts[i] = 0.0, min_eig_text(0.0, int(rank), dim)
@@ -151,10 +194,13 @@ def compare_runs(
     *,
     fmt: str = "png",
     figures: bool = True,
+    dpi: int | None = None,
+    labels: dict[Path, str] | None = None,
 ) -> Comparison:
     """Compare two or more runs (finished, still going or died): the config keys that differ,
     final/min/max of every shared metric, and overlaid curves written to ``out`` (default:
-    ``compare-<YYYYmmdd-HHMMSS>/`` beside the first run) unless ``figures`` is False."""
+    ``compare-<YYYYmmdd-HHMMSS>/`` beside the first run) unless ``figures`` is False.
+    ``labels`` name runs (by resolved folder) in place of the names derived from their configs."""
     from .figures import check_format
 
     check_format(fmt)
@@ -167,7 +213,10 @@ def compare_runs(
     differing = differing_keys([r.config for r in runs])
     result = Comparison(
         runs=runs,
-        labels=run_labels([r.id for r in runs], differing),
+        labels=[
+            (labels or {}).get(p.resolve(), derived)
+            for p, derived in zip(paths, run_labels([r.id for r in runs], differing), strict=True)
+        ],
         differing=differing,
         rows=metric_rows(runs, _shared_metrics(runs)),
     )
@@ -182,12 +231,28 @@ def compare_runs(
         result.out = (
             Path(out) if out else create_stamped(paths[0].parent, "compare-{stamp}", "comparison")
         )
-        result.figures = save(compare_figures(runs, result.labels, keys), result.out, fmt)
+        figs = compare_figures(runs, result.labels, keys)
+        result.figures = save(figs, result.out, fmt, dpi)
+        index = {"runs": [str(p.resolve()) for p in paths], "labels": result.labels}
+        write_json(result.out / COMPARISON, index | {"figures": [p.name for p in result.figures]})
     return result
 
 
 def compare_named(
-    runs: list[str], runs_dir: str | Path = "runs", out: str | Path | None = None
+    runs: list[str],
+    runs_dir: str | Path = "runs",
+    out: str | Path | None = None,
+    fmt: str = "png",
+    *,
+    dpi: int | None = None,
+    labels: list[str] | None = None,
 ) -> Comparison:
-    """``collapse compare RUN RUN ...``: resolve the names a user typed, then `compare_runs`."""
-    return compare_runs([resolve_run(r, runs_dir) for r in runs], out)
+    """``collapse compare RUN RUN ...``: resolve the names a user typed (and ``--label
+    RUN=TEXT``), then `compare_runs`."""
+    from .figures import parse_labels
+
+    named = parse_labels(labels or [], runs_dir)
+    if None in named:
+        raise ConfigError(f"--label {named[None]!r}: compare needs RUN=TEXT, naming the run")
+    paths = [resolve_run(r, runs_dir) for r in runs]
+    return compare_runs(paths, out, fmt=fmt, dpi=dpi, labels=named)  # type: ignore[arg-type]

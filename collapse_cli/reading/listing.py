@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Any
 
 from ..rundir import list_runs
+from ..verdict import NOT_JUDGED
 from .run import config_value, load_run
 
 
 def run_table(runs_dir: str | Path) -> list[dict[str, Any]]:
     """One row per run, newest first: id, status, objective, steps, variance, effective_rank,
-    verdict (``None`` where unknown, e.g. the verdict of a run that has not ended)."""
+    verdict (``None`` for a run that has not ended, "not judged" for one that diverged or was
+    interrupted)."""
     rows = []
     for path in list_runs(runs_dir):
         run = load_run(path)
@@ -26,7 +28,7 @@ def run_table(runs_dir: str | Path) -> list[dict[str, Any]]:
                 "steps": s.get("steps"),
                 "variance": final.get("variance"),
                 "effective_rank": final.get("effective_rank"),
-                "verdict": s.get("verdict") if run.finished else None,
+                "verdict": (s.get("verdict") or NOT_JUDGED) if run.finished else None,
             }
         )
     return rows

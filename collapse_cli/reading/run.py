@@ -48,7 +48,9 @@ class Spectrum:
 
         if self._array is None:
             d = max((len(e) for e in self.eigenvalues), default=0)
-            if all(len(e) == d for e in self.eigenvalues):
+            if not self.eigenvalues:  # log.spectrum: false, or nothing logged yet
+                self._array = np.empty((0, 0))
+            elif all(len(e) == d for e in self.eigenvalues):
                 self._array = np.array(self.eigenvalues, dtype=float).reshape(-1, d)
             else:  # rows of mixed width: never written by collapse, but do not crash on them
                 self._array = np.full((len(self.eigenvalues), d), np.nan)
@@ -177,6 +179,33 @@ class Run:
         """min(d, N − 1): the largest rank a centred (N, d) batch can have."""
         d, n = self.dim, self.batch_size
         return min(d, n - 1) if d and n else d
+
+    @property
+    def reachable_rank(self) -> int | None:
+        """The rank the embeddings can reach: the rank they had at step 0 (32 for the article's
+        Linear(32, 128), whatever d), which the verdict also compares against; min(d, N − 1)
+        when no rank was logged."""
+        first = self.metrics[0].get("rank") if self.metrics else None
+        rank = self.summary.get("initial_rank") or first
+        return int(rank) if isinstance(rank, (int, float)) and rank > 0 else self.rank_ceiling
+
+    @property
+    def loss_parts(self) -> list[str]:
+        """The loss's own logged parts (vicreg's terms, barlow_twins' diagonals, ...): the
+        numbers of the first row that are not in the metric catalogue."""
+        from ..catalogue import BY_KEY
+
+        first = self.metrics[0] if self.metrics else {}
+        return [
+            k for k, v in first.items()
+            if k not in BY_KEY and k not in ("step", "time") and isinstance(v, (int, float))
+        ]  # fmt: skip
+
+    def thresholds(self) -> dict[str, float]:
+        """The verdict thresholds the run was judged with (log.verdict), defaults filled in."""
+        from ..verdict import DEFAULT_THRESHOLDS
+
+        return DEFAULT_THRESHOLDS | (config_value(self.config, "log.verdict") or {})
 
     # ------------------------------------------------------------------ as NumPy arrays
 

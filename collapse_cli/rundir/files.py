@@ -33,9 +33,12 @@ def json_line(row: dict[str, Any]) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: never half written."""
+    """Write ``text`` to ``path`` through a temporary file and a rename: never half written.
+    The file gets the mode a plain open() would give it (0666 less the umask), not mkstemp's
+    owner-only 0600, so colleagues sharing a runs folder can read it."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
@@ -44,6 +47,12 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

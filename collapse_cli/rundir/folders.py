@@ -18,6 +18,9 @@ CONFIG, META, METRICS, SPECTRUM, SUMMARY = (
     "summary.json",
 )
 CHECKPOINT, PLOTS = "checkpoint.pt", "plots"
+EMBEDDINGS, EMBEDDING_LABELS = "embeddings.npy", "embedding_labels.npy"
+METRICS_CSV, TENSORBOARD = "metrics.csv", "tensorboard"
+COMPARISON = "comparison.json"  # what marks a folder of `collapse compare`: the runs compared
 
 
 def create_stamped(parent: str | Path, template: str, kind: str = "run") -> Path:

@@ -68,6 +68,10 @@ def build(cfg: RunConfig) -> Components:
     The encoder is built before the data is drawn, as the article's demos do after
     ``torch.manual_seed(0)``, so a run reproduces them exactly. Everything is built on the CPU.
     """
+    if cfg.log.tensorboard:
+        from .tensorboard import check_available
+
+        check_available()
     torch.manual_seed(cfg.seed)
     dataset = _make(cfg, "data")
     encoder = _make(cfg, "encoder", dataset.shape)

@@ -37,12 +37,6 @@ TIMEOUT_ENV = "COLLAPSE_DIST_TIMEOUT"  # seconds a collective waits for the othe
 TIMEOUT_S = 600.0
 
 
-def launched_rank() -> int:
-    """This process's rank as the launcher set it (``RANK``), before any process group: 0 in
-    a process that was not started by torchrun."""
-    return int(os.environ.get("RANK", "0"))
-
-
 def _launched_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 

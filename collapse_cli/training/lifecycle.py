@@ -26,6 +26,7 @@ from .build import build
 from .checkpoint import load_checkpoint
 from .distributed import NoFiles, World, check_split, joined
 from .loop import Reporter, Result, Silent, Stop, train
+from .tensorboard import TensorBoardWriter
 
 ConfigSource = str | Path | dict[str, Any] | RunConfig
 
@@ -128,8 +129,8 @@ def open_resume(
         )
     if not (path / rundir.CHECKPOINT).is_file():
         raise ConfigError(
-            f"{path}: no {rundir.CHECKPOINT} to resume from (runs save one with "
-            "train.checkpoint_every)"
+            f"{path}: no {rundir.CHECKPOINT} to resume from (a run saves one when it is "
+            "interrupted, and every train.checkpoint_every steps)"
         )
     try:
         state = load_checkpoint(path / rundir.CHECKPOINT)
@@ -226,8 +227,11 @@ def _execute(
     summary. A rank that fails ends the run as failed, with the rank and its error."""
     stop = Stop()
     main = world.main
-    checkpoint = path / rundir.CHECKPOINT if cfg.train.checkpoint_every and main else None
-    writer = rundir.RunWriter(path) if main else NoFiles()
+    # Saved every checkpoint_every steps, and on interrupt; by rank 0 alone.
+    checkpoint = path / rundir.CHECKPOINT if main else None
+    writer: Any = NoFiles()
+    if main:
+        writer = TensorBoardWriter(path) if cfg.log.tensorboard else rundir.RunWriter(path)
     try:
         # In a distributed run every signal only asks to stop: the ranks stop together.
         with _signals(stop, twice=not world.distributed), _deterministic(cfg.train.deterministic):
@@ -245,7 +249,7 @@ def _execute(
         raise RunError(f"{path}: the run failed: {error}") from e
     finally:
         writer.close()
-    return world.from_main(lambda: _finish(cfg, parts, path, meta, result, prior))
+    return world.from_main(lambda: _finish(cfg, parts, path, meta, result, prior, reporter))
 
 
 def _finish(
@@ -255,6 +259,7 @@ def _finish(
     meta: dict[str, Any],
     result: Result,
     prior: list[dict[str, Any]] | None,
+    reporter: Reporter | None,
 ) -> dict[str, Any]:
     """The summary, the figures and the final meta of a run that ended (rank 0)."""
     rows = (prior or []) + result.rows
@@ -275,11 +280,45 @@ def _finish(
         knn_chance=knn_chance(labels) if any("knn_acc" in r for r in rows) else None,
         diverged_at=result.diverged_at,
     )
+    if cfg.log.embeddings and result.status != "diverged":
+        summary["embeddings"] = _save_embeddings(path, parts, cfg.log.embeddings)
     rundir.write_json(path / rundir.SUMMARY, summary)
+    if cfg.log.csv:
+        from ..reading import load_run
+        from ..reading.export import write_metrics_csv
+
+        write_metrics_csv(load_run(path))
     if rows:
+        if reporter is not None and hasattr(reporter, "note"):
+            reporter.note("drawing figures…")
         _plot(path, meta)
     rundir.write_json(path / rundir.META, rundir.ended(meta, result.status))
     return summary
+
+
+def _save_embeddings(path: Path, parts: Any, limit: int) -> dict[str, Any]:
+    """The trained encoder's output on the held-out split (the training data when there is
+    none), at most ``limit`` rows, as embeddings.npy (and embedding_labels.npy), so that
+    ``collapse inspect`` and any other tool can read it. Returns what summary.json says of it."""
+    import numpy as np
+
+    from ..encoders import embed
+
+    data = parts.data
+    held_out = data.x_test is not None
+    x, y = (data.x_test, data.labels_test) if held_out else (data.x, data.labels)
+    z = embed(parts.encoder, x[:limit]).detach().float().cpu().numpy()  # (rows, d)
+    saved = {"file": rundir.EMBEDDINGS, "split": "held-out" if held_out else "training"}
+    arrays = {rundir.EMBEDDINGS: z}
+    if y is not None:
+        arrays[rundir.EMBEDDING_LABELS] = y[:limit].numpy()
+        saved["labels"] = rundir.EMBEDDING_LABELS
+    for name, array in arrays.items():
+        tmp = path / f".{name}.tmp"
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, path / name)
+    return saved | {"rows": int(z.shape[0]), "dim": int(z.shape[1])}
 
 
 def _plot(path: Path, meta: dict[str, Any]) -> None:

@@ -72,7 +72,10 @@ def train(
     Steps that are not logged never synchronise with the device: the loss, metrics and grad
     norm are read back only every ``log.every`` steps (and at step 0 and the last step). A
     non-finite loss is caught by a flag kept on the device and read back with the log.
-    ``checkpoint`` is where ``train.checkpoint_every`` saves; ``resume`` is a saved state.
+    ``checkpoint`` is where the state is saved every ``train.checkpoint_every`` steps and when
+    the run is interrupted; ``resume`` is a saved state. kNN accuracy is measured on the model
+    that the step's forward pass uses, before its optimizer step, like every other metric of
+    the row.
 
     ``world``: the ranks of a distributed run (default one process). Each rank draws the views
     of the whole global batch from the same generator and keeps its share; the metrics are those
@@ -130,6 +133,14 @@ def train(
             views = [v[share] for v in views]  # (B / ranks, *shape) each: this rank's rows
 
             # ---------------------------------------------------------------- step
+            log_step = step % every == 0 or step == steps - 1
+            # kNN of the model the row's other metrics describe, in eval mode before this step's
+            # forward pass moves batch-norm statistics; on rank 0, which alone writes it.
+            if log_step and labelled and world.main:
+                train_z, test_z = embed(encoder, x), embed(encoder, data.x_test)
+                knn = metrics.knn_accuracy(
+                    train_z, data.labels, test_z, data.labels_test, k=cfg.log.knn_k
+                )
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 out = model(views)  # objective(encoder, views)
             optimizer.zero_grad(set_to_none=True)
@@ -139,7 +150,7 @@ def train(
             finite &= torch.isfinite(out.loss.detach())
 
             # ---------------------------------------------------------------- log
-            if step % every == 0 or step == steps - 1:
+            if log_step:
                 # Metrics in float64 of the global batch, gathered from every rank; under
                 # autocast the rank tolerance is bfloat16's.
                 z = collectives.gather_detached(out.z.detach())  # (B, d)
@@ -160,13 +171,8 @@ def train(
                 row = {"step": step, "time": round(before + time.perf_counter() - t0, 4)}
                 row |= {"loss": loss, **values, "grad_norm": grad_norm}
                 row |= dict(zip(out.parts, part_values, strict=True))
-                # kNN accuracy of the held-out split against the training set, in eval mode,
-                # on rank 0 (which alone writes it).
                 if still_finite and labelled and world.main:
-                    train_z, test_z = embed(encoder, x), embed(encoder, data.x_test)
-                    row["knn_acc"] = metrics.knn_accuracy(
-                        train_z, data.labels, test_z, data.labels_test, k=cfg.log.knn_k
-                    )
+                    row["knn_acc"] = knn  # held-out split against the training set, eval mode
                 writer.append_metrics(row)
                 if not still_finite or not math.isfinite(values["variance"]):
                     status, diverged_at = "diverged", step
@@ -182,7 +188,7 @@ def train(
                 snapshot()
     except KeyboardInterrupt:
         status = "interrupted"
-    if status == "interrupted" and cfg.train.checkpoint_every:
+    if status == "interrupted":
         snapshot()  # the state after the last finished step: resume picks up exactly here
     wall = before + time.perf_counter() - t0
     return Result(rows, status, at.step, wall, batch_size, dim, diverged_at)

@@ -1,0 +1,75 @@
+"""Tables for a paper or a notebook: a comparison as markdown, LaTeX or CSV, and a run's
+metrics as CSV. Text only; nothing here draws or imports torch."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..rundir import METRICS_CSV, write_atomic
+from .compare import Comparison
+from .run import Run
+
+TABLE_FORMATS = ("markdown", "latex", "csv")
+
+
+def check_table_format(fmt: str | None) -> None:
+    if fmt is not None and fmt not in TABLE_FORMATS:
+        raise ConfigError(f"--table {fmt}: choose one of {', '.join(TABLE_FORMATS)}")
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.4g}" if 1e-3 <= abs(value) < 1e5 or value == 0 else f"{value:.3e}"
+
+
+def comparison_table(result: Comparison, fmt: str) -> str:
+    """One row per run: its name in words, status, verdict and every shared metric's step-0
+    and final value (λ_min as ``0 (rank 32/128)`` where it is structurally zero)."""
+    check_table_format(fmt)
+    stats = [r for r in result.rows if r.stat in ("step 0", "final")]
+    header = ["run", "status", "verdict", *(f"{r.metric} ({r.stat})" for r in stats)]
+    body = []
+    for i, (run, label) in enumerate(zip(result.runs, result.labels, strict=True)):
+        verdict = run.summary.get("verdict") if run.finished else None
+        cells = [r.texts[i] or _number(r.values[i]) for r in stats]
+        body.append([label, run.status, verdict or "-", *cells])
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerows([header, *body])
+        return buf.getvalue().rstrip("\n")
+    if fmt == "latex":
+
+        def tex(cell: str) -> str:
+            for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"),
+                         ("#", r"\#"), ("$", r"\$")):  # fmt: skip
+                cell = cell.replace(a, b)
+            return cell
+
+        lines = [r"\begin{tabular}{l" + "l" * 2 + "r" * len(stats) + "}", r"\toprule"]
+        lines.append(" & ".join(map(tex, header)) + r" \\")
+        lines.append(r"\midrule")
+        lines += [" & ".join(map(tex, row)) + r" \\" for row in body]
+        return "\n".join([*lines, r"\bottomrule", r"\end{tabular}"])
+    rows = [header, ["---"] * len(header), *body]
+    return "\n".join("| " + " | ".join(c.replace("|", r"\|") for c in row) + " |" for row in rows)
+
+
+def write_metrics_csv(run: Run, path: Path | None = None) -> Path:
+    """metrics.jsonl as CSV (one column per key, in the order the keys first appear; empty
+    where a row lacks one), next to it unless ``path`` is given."""
+    keys = list(dict.fromkeys(k for row in run.metrics for k in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    for row in run.metrics:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    path = path or run.path / METRICS_CSV
+    write_atomic(path, buf.getvalue())
+    return path

@@ -1,0 +1,161 @@
+"""The one look of every figure: colours, sizes, the Agg canvas, log axes that read, and
+the grey reference lines, bands and notes that say what a line or a span means."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+FORMATS = ("png", "svg", "pdf")
+DPI = 100
+# Okabe & Ito (2008): told apart under every common colour-vision deficiency. Yellow goes last
+# because it is faint on white.
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
+DASHES = ["-", "--", ":", "-."]  # past eight runs the colours come round again with a new dash
+REF = "0.4"  # reference lines (ceilings, 1/√d, floors) are grey so none is taken for a run
+STRUCTURAL = "0.85"  # what is structurally zero: masked heatmap cells, shaded indices
+CENTRED = {"ha": "center", "va": "center"}
+# Spectra drawn per figure at most: more than its pixels can show (see Run.spectra).
+SPECTRUM_ROWS = 2000
+OVERVIEW_MARGINS = {"left": 0.05, "right": 0.985, "top": 0.91, "wspace": 0.22, "hspace": 0.32}
+
+
+@contextlib.contextmanager
+def figure_style() -> Iterator[None]:
+    """The one look of every figure the project draws."""
+    import matplotlib
+    from cycler import cycler
+
+    rc = {
+        "axes.prop_cycle": cycler(color=OKABE_ITO),
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "axes.titlesize": 10,
+        "axes.titleweight": "bold",
+        "axes.labelsize": 9,
+        "xtick.labelsize": 8,
+        "ytick.labelsize": 8,
+        "legend.fontsize": 8,
+        "legend.frameon": False,
+        "lines.linewidth": 1.6,
+        "image.cmap": "viridis",
+        "figure.dpi": DPI,
+    }
+    with matplotlib.rc_context(rc):
+        yield
+
+
+def new_figure(rows: int, cols: int, size: tuple[float, float], **margins: float) -> Figure:
+    """A Figure on the Agg canvas. Margins are fixed rather than solved by a layout engine,
+    which would double the drawing time of a figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size)
+    FigureCanvasAgg(fig)
+    fig.subplots(rows, cols, squeeze=False)
+    fig.subplots_adjust(**{"left": 0.13, "right": 0.96, "bottom": 0.13, "top": 0.9, **margins})
+    return fig
+
+
+# --------------------------------------------------------------------------- data
+
+
+def log_if_positive(ax: Axes, *ys: np.ndarray) -> None:
+    """Log y only when there is something positive to show (else matplotlib warns and blanks)."""
+    import numpy as np
+
+    if any(np.any(np.isfinite(y) & (y > 0)) for y in ys):
+        ax.set_yscale("log")
+
+
+def readable_log_ticks(fig: Figure) -> None:
+    """Tick labels a reader can read on every log axis of ``fig``, set once its limits are
+    final: within one decade every tick as a plain number (0.35, 0.4), within two the decades
+    and the 2s and 5s between them, beyond that matplotlib's powers of ten."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    def plain(v: float, _: int) -> str:
+        return f"{v:.3g}"
+
+    def twos_and_fives(v: float, _: int) -> str:
+        mantissa = f"{v:.0e}"[0]
+        return plain(v, 0) if mantissa in "25" else ""
+
+    for ax in fig.axes:
+        if ax.get_yscale() != "log":
+            continue
+        low, high = ax.get_ylim()
+        if not 0 < low < high:
+            continue
+        if high < 10 * low:
+            ax.yaxis.set_major_formatter(FuncFormatter(plain))
+            ax.yaxis.set_minor_formatter(FuncFormatter(plain))
+        elif high < 100 * low:
+            ax.yaxis.set_major_formatter(FuncFormatter(plain))
+            ax.yaxis.set_minor_formatter(FuncFormatter(twos_and_fives))
+        else:
+            ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def log_floor(*ys: np.ndarray) -> float:
+    """A decade below the smallest real value: where structural zeros sit on a log axis."""
+    import numpy as np
+
+    pos = np.concatenate([y[np.isfinite(y) & (y > 0)] for y in ys])
+    return 10.0 ** (math.floor(math.log10(pos.min())) - 1) if pos.size else 1e-12
+
+
+def draw_reference(ax: Axes, y: float, label: str, note: bool, ls: str = "--") -> None:
+    """A grey reference line; ``note`` also writes its label on it (for overlays, whose
+    legends name the runs only)."""
+    ax.axhline(y, color=REF, ls=ls, lw=1, label=None if note else label)
+    if note:
+        write_note(ax, 0.99, y, label, ax.get_yaxis_transform(), ha="right", va="bottom")
+
+
+def draw_ceiling(ax: Axes, reachable: int | None, ceiling: int | None, note: bool = False) -> None:
+    """The rank the embeddings can reach (their rank at step 0: 32 for Linear(32, 128)), and
+    min(d, N − 1) too when it differs."""
+    if reachable:
+        label = f"reachable rank {reachable} (rank at step 0)"
+        if ceiling and ceiling != reachable:
+            label += f"; min(d, N−1) = {ceiling}"
+        draw_reference(ax, reachable, label, note)
+        ax.set_ylim(0, max(ax.get_ylim()[1], reachable * 1.1))
+
+
+def draw_isotropic(
+    ax: Axes, d: int | None, *ys: np.ndarray, threshold: float | None = None, note: bool = False
+) -> None:
+    """std_l2's references: 1/√d, a cloud spread over the sphere, and the verdict's complete
+    collapse at ``threshold``/√d (log.verdict.complete_std_l2)."""
+    import numpy as np
+
+    top = max([float(np.nanmax(y, initial=0)) for y in ys] + [1 / math.sqrt(d) if d else 0])
+    if d:
+        draw_reference(ax, 1 / math.sqrt(d), f"1/√d = {1 / math.sqrt(d):.3g} (spread out)", note)
+        if threshold:
+            at = threshold / math.sqrt(d)
+            text = f"complete collapse below {at:.2g} (std_l2·√d < {threshold:g})"
+            draw_reference(ax, at, text, note, ls=":")
+    ax.set_ylim(0, max(ax.get_ylim()[1], top * 1.2 or 1))
+
+
+def write_note(ax: Axes, x: float, y: float, text: str, transform: Any, **kw: Any) -> None:
+    """Small grey text: what a reference line, a shaded span or an empty panel means."""
+    ax.text(x, y, text, transform=transform, **{"color": REF, "fontsize": 7, **kw})
+
+
+def draw_empty(ax: Axes, title: str, why: str) -> None:
+    write_note(ax, 0.5, 0.5, why, ax.transAxes, fontsize=9, **CENTRED)
+    ax.set(title=title, xticks=[], yticks=[])
