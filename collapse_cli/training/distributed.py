@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,15 +164,14 @@ def _cause(world: World, text: str, key: str) -> tuple[str, int | None]:
         for r in others:
             if store.check([_error_key(key, r)]):
                 return f"rank {r}: {store.get(_error_key(key, r)).decode()}", r
-        for r in others:
-            if store.check([_process_key(r)]):
-                host, pid = store.get(_process_key(r)).decode().rsplit(":", 1)
-                if host == socket.gethostname() and _ended(int(pid)):
-                    return (
-                        f"rank {r}: its process ({pid}) ended without an error (killed, or out "
-                        f"of memory?); rank {world.rank} saw: {text}",
-                        r,
-                    )
+        gone = _ended_rank(store, others) if lost else None
+        if gone is not None:
+            r, pid = gone
+            return (
+                f"rank {r}: its process ({pid}) ended without an error (killed, or out of "
+                f"memory?); rank {world.rank} saw: {text}",
+                r,
+            )
         if not lost:
             store.set(_error_key(key, world.rank), text)
     except Exception:  # no store to ask (its host is gone): this rank's own view
@@ -183,6 +183,27 @@ def _cause(world: World, text: str, key: str) -> tuple[str, int | None]:
             None,
         )
     return f"rank {world.rank}: {text}", world.rank
+
+
+def _ended_rank(store: Any, ranks: list[int], wait: float = 2.0) -> tuple[int, int] | None:
+    """The first of ``ranks`` on this host whose process has ended, and its process id. A
+    killed process closes its connections before it is a zombie, so this looks again for up
+    to ``wait`` seconds."""
+    here = {}
+    for r in ranks:
+        if store.check([_process_key(r)]):
+            host, pid = store.get(_process_key(r)).decode().rsplit(":", 1)
+            if host == socket.gethostname():
+                here[r] = int(pid)
+    deadline = time.monotonic() + wait
+    while here:
+        for r, pid in here.items():
+            if _ended(pid):
+                return r, pid
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
+    return None
 
 
 def _ended(pid: int) -> bool:
