@@ -453,8 +453,9 @@ def check_launch(cfg: RunConfig, nproc: int) -> None:
 def launch(nproc: int, args: list[str]) -> int:
     """``python -m collapse_cli ARGS`` on ``nproc`` processes of this machine, started by
     torchrun's own launcher (torch.distributed.run, a standalone rendezvous on a free port).
-    Returns rank 0's exit code, 130 when the launcher itself was interrupted (it passes the
-    signal on to the ranks and waits for them to stop)."""
+    Returns rank 0's exit code (1 when a signal ended it, or when only another rank failed),
+    130 when the launcher itself was interrupted (it passes the signal on to the ranks and
+    waits for them to stop)."""
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -469,9 +470,9 @@ def launch(nproc: int, args: list[str]) -> int:
     argv = ["--standalone", f"--nproc-per-node={nproc}", "--module", "collapse_cli", *args]
     try:
         torchrun.run(torchrun.parse_args(argv))
-    except ChildFailedError as e:
-        failed = e.failures.get(0) or next(iter(e.failures.values()))
-        return failed.exitcode if failed.exitcode > 0 else 128 - failed.exitcode
+    except ChildFailedError as e:  # rank 0's own code (2, 3, 130), else 1: the run failed
+        first = e.failures.get(0)
+        return first.exitcode if first is not None and first.exitcode > 0 else 1
     except SignalException:
         return 130
     return 0
