@@ -253,7 +253,8 @@ def main() -> None:
         syncs = in_ranks(sync_rank, nproc, 12, 4)
         print(f"\nhost synchronisations on unlogged steps (rank 0): {syncs}")
         result["synchronisations"] = syncs
-    save("distributed" if device == "cpu" else "distributed_cuda", result)
+    name = "distributed" if device == "cpu" else "distributed_cuda"
+    save(name + (f"_threads{args.threads}" if args.threads != os.cpu_count() else ""), result)
 
 
 if __name__ == "__main__":

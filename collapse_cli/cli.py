@@ -8,6 +8,7 @@ answers at once.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,7 +159,9 @@ def run(
     from .threads import set_thread_env
 
     set_thread_env(threads)  # before torch loads: OpenMP and MKL read it once
-    if not quiet and err.is_terminal:  # torch takes a second or two to import: say so at once
+    # Under torchrun every rank runs this command (RANK set); rank 0 alone reports.
+    rank = os.environ.get("RANK")
+    if not quiet and rank is None and err.is_terminal:  # torch takes a second or two to import
         err.print("loading torch…", style="dim", highlight=False)
     from .config import load_config
     from .display import make_reporter, print_ending, print_start, print_summary
@@ -187,7 +190,7 @@ def run(
         if nproc is not None and nproc > 1:  # rank 0 of the processes reports the run
             distributed.check_launch(cfg, nproc)
             raise typer.Exit(distributed.launch(nproc, ranks_run))
-        main = distributed.launched_rank() == 0  # under torchrun, rank 0 alone reports
+        main = rank in (None, "0")
         if not quiet and main:
             print_start(err, job)
         mode, thresholds = "plain" if plain else "auto", cfg.log.verdict.model_dump()

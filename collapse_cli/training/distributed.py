@@ -4,7 +4,7 @@ summary, errors), the step as one DistributedDataParallel module with batch norm
 across the ranks, and the launcher behind ``collapse run --nproc N`` (torch.distributed.run).
 
 One process is a `World` of one rank, in which every method is the identity (the gathers are
-in `collectives`), so a single-process run computes exactly what it did before any of this.
+in `collectives`), so a single-process run computes exactly what it computes without them.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +36,6 @@ T = TypeVar("T")
 
 TIMEOUT_ENV = "COLLAPSE_DIST_TIMEOUT"  # seconds a collective waits for the other ranks
 TIMEOUT_S = 600.0
-
-
-def launched_rank() -> int:
-    """This process's rank as the launcher set it (``RANK``), before any process group: 0 in
-    a process that was not started by torchrun."""
-    return int(os.environ.get("RANK", "0"))
 
 
 def _launched_size() -> int:
@@ -130,7 +125,7 @@ class World:
         # Buffers (batch-norm statistics, queues, centres) are kept equal by the computation
         # itself, so DDP need not broadcast them at every forward (only once, at the start).
         ddp = nn.parallel.DistributedDataParallel
-        sync = "forward_sync_buffers"  # torch >= 2.12; broadcast_buffers before
+        sync = "forward_sync_buffers"  # newer torch's name of broadcast_buffers
         no_sync = (
             {sync: False}
             if sync in inspect.signature(ddp).parameters
@@ -169,15 +164,14 @@ def _cause(world: World, text: str, key: str) -> tuple[str, int | None]:
         for r in others:
             if store.check([_error_key(key, r)]):
                 return f"rank {r}: {store.get(_error_key(key, r)).decode()}", r
-        for r in others:
-            if store.check([_process_key(r)]):
-                host, pid = store.get(_process_key(r)).decode().rsplit(":", 1)
-                if host == socket.gethostname() and _ended(int(pid)):
-                    return (
-                        f"rank {r}: its process ({pid}) ended without an error (killed, or out "
-                        f"of memory?); rank {world.rank} saw: {text}",
-                        r,
-                    )
+        gone = _ended_rank(store, others) if lost else None
+        if gone is not None:
+            r, pid = gone
+            return (
+                f"rank {r}: its process ({pid}) ended without an error (killed, or out of "
+                f"memory?); rank {world.rank} saw: {text}",
+                r,
+            )
         if not lost:
             store.set(_error_key(key, world.rank), text)
     except Exception:  # no store to ask (its host is gone): this rank's own view
@@ -189,6 +183,27 @@ def _cause(world: World, text: str, key: str) -> tuple[str, int | None]:
             None,
         )
     return f"rank {world.rank}: {text}", world.rank
+
+
+def _ended_rank(store: Any, ranks: list[int], wait: float = 2.0) -> tuple[int, int] | None:
+    """The first of ``ranks`` on this host whose process has ended, and its process id. A
+    killed process closes its connections before it is a zombie, so this looks again for up
+    to ``wait`` seconds."""
+    here = {}
+    for r in ranks:
+        if store.check([_process_key(r)]):
+            host, pid = store.get(_process_key(r)).decode().rsplit(":", 1)
+            if host == socket.gethostname():
+                here[r] = int(pid)
+    deadline = time.monotonic() + wait
+    while here:
+        for r, pid in here.items():
+            if _ended(pid):
+                return r, pid
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
+    return None
 
 
 def _ended(pid: int) -> bool:
@@ -251,8 +266,10 @@ def joined(device: str) -> Iterator[World]:
     """The world of this process for one run, ``device`` being the config's. Under torchrun
     (``WORLD_SIZE`` > 1) the process group is initialised here, gloo for the CPU and nccl for
     CUDA (one device per rank, ``cuda:LOCAL_RANK``), and destroyed at the end; a process group
-    that already exists is used as it is and left alone. Every rank has passed the opening
-    barrier before this yields, so what each read before (a run to resume) is read."""
+    that already exists is used as it is and left alone, unless a rank fails (`World.failure`
+    tears it down). Every rank has passed the opening barrier before this yields, so what each
+    read before (a run to resume) is read. An error that is not a CollapseError (a collective
+    that failed because another rank stopped before the run began) becomes a RunError."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         world = _existing(device)
     elif _launched_size() > 1:
@@ -264,6 +281,10 @@ def joined(device: str) -> Iterator[World]:
         _register(world)
         dist.barrier(group=world.control)
         yield world
+    except CollapseError:
+        raise
+    except Exception as e:
+        raise RunError(f"rank {world.rank}: {_text(e)}") from e
     finally:
         if world.alive and world.control is not None:
             with contextlib.suppress(Exception):
@@ -373,12 +394,12 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         var = collectives.reduce_sum(centred.pow(2).sum(dims)) / count  # (C,) biased
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
-                self.num_batches_tracked.add_(1)  # type: ignore[union-attr]
+                self.num_batches_tracked += 1
                 m = self.momentum
                 if m is None:  # cumulative average
-                    m = 1.0 / float(self.num_batches_tracked)  # type: ignore[arg-type]
+                    m = 1.0 / float(self.num_batches_tracked)
                 self.running_mean.lerp_(mean.detach(), m)
-                self.running_var.lerp_(var.detach() * count / max(count - 1, 1), m)  # type: ignore[union-attr]
+                self.running_var.lerp_(var.detach() * count / max(count - 1, 1), m)
         y = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
@@ -432,8 +453,9 @@ def check_launch(cfg: RunConfig, nproc: int) -> None:
 def launch(nproc: int, args: list[str]) -> int:
     """``python -m collapse_cli ARGS`` on ``nproc`` processes of this machine, started by
     torchrun's own launcher (torch.distributed.run, a standalone rendezvous on a free port).
-    Returns rank 0's exit code, 130 when the launcher itself was interrupted (it passes the
-    signal on to the ranks and waits for them to stop)."""
+    Returns rank 0's exit code (1 when a signal ended it, or when only another rank failed),
+    130 when the launcher itself was interrupted (it passes the signal on to the ranks and
+    waits for them to stop)."""
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -448,9 +470,9 @@ def launch(nproc: int, args: list[str]) -> int:
     argv = ["--standalone", f"--nproc-per-node={nproc}", "--module", "collapse_cli", *args]
     try:
         torchrun.run(torchrun.parse_args(argv))
-    except ChildFailedError as e:
-        failed = e.failures.get(0) or next(iter(e.failures.values()))
-        return failed.exitcode if failed.exitcode > 0 else 128 - failed.exitcode
+    except ChildFailedError as e:  # rank 0's own code (2, 3, 130), else 1: the run failed
+        first = e.failures.get(0)
+        return first.exitcode if first is not None and first.exitcode > 0 else 1
     except SignalException:
         return 130
     return 0

@@ -228,30 +228,32 @@ def _execute(
     summary. A rank that fails ends the run as failed, with the rank and its error."""
     stop = Stop()
     main = world.main
-    checkpoint = path / rundir.CHECKPOINT if main else None  # every checkpoint_every, on Ctrl-C
-    if not main:
-        writer: Any = NoFiles()
-    else:
+    # Saved every checkpoint_every steps, and on interrupt; by rank 0 alone.
+    checkpoint = path / rundir.CHECKPOINT if main else None
+    writer: Any = NoFiles()
+    if main:
         writer = TensorBoardWriter(path) if cfg.log.tensorboard else rundir.RunWriter(path)
-    try:
-        # In a distributed run every signal only asks to stop: the ranks stop together.
-        threads = torch_threads(cfg.train.threads)
-        signals = _signals(stop, twice=not world.distributed)
-        with signals, _deterministic(cfg.train.deterministic), threads:
-            result = train(
-                cfg, parts, world.device, writer, (reporter if main else None) or Silent(),
-                stop=stop, checkpoint=checkpoint, resume=resume, world=world,
-            )  # fmt: skip
-    except OSError as e:
-        error, rank = world.failure(f"cannot write to the run folder ({e.strerror})", path.name)
-        _fail(path, meta, error, world, rank)
-        raise RunError(f"{path}: {error}") from None
-    except Exception as e:
-        error, rank = world.failure(f"{type(e).__name__}: {e}", path.name)
-        _fail(path, meta, error, world, rank)
-        raise RunError(f"{path}: the run failed: {error}") from e
-    finally:
-        writer.close()
+    # In a distributed run every signal only asks to stop, so that the ranks stop together;
+    # the handlers stay while a failure is recorded (torchrun signals the ranks that remain).
+    threads = torch_threads(cfg.train.threads)
+    with _signals(stop, twice=not world.distributed):
+        try:
+            with _deterministic(cfg.train.deterministic), threads:
+                result = train(
+                    cfg, parts, world.device, writer, (reporter if main else None) or Silent(),
+                    stop=stop, checkpoint=checkpoint, resume=resume, world=world,
+                )  # fmt: skip
+        except OSError as e:
+            cause = f"cannot write to the run folder ({e.strerror})"
+            error, rank = world.failure(cause, path.name)
+            _fail(path, meta, error, world, rank)
+            raise RunError(f"{path}: {error}") from None
+        except Exception as e:
+            error, rank = world.failure(f"{type(e).__name__}: {e}", path.name)
+            _fail(path, meta, error, world, rank)
+            raise RunError(f"{path}: the run failed: {error}") from e
+        finally:
+            writer.close()
     return world.from_main(lambda: _finish(cfg, parts, path, meta, result, prior, reporter))
 
 

@@ -135,9 +135,9 @@ def train(
 
             # ---------------------------------------------------------------- step
             log_step = step % every == 0 or step == steps - 1
-            if log_step and labelled and world.main:  # kNN of the model the row's other
-                # metrics describe, in eval mode before this step's forward pass moves
-                # batch-norm statistics; on rank 0, which alone writes it
+            # kNN of the model the row's other metrics describe, in eval mode before this step's
+            # forward pass moves batch-norm statistics; on rank 0, which alone writes it.
+            if log_step and labelled and world.main:
                 train_z, test_z = embed(encoder, x), embed(encoder, data.x_test)
                 knn = metrics.knn_accuracy(
                     train_z, data.labels, test_z, data.labels_test, k=cfg.log.knn_k
