@@ -158,7 +158,7 @@ def run(
     """
     from .threads import set_thread_env
 
-    set_thread_env(threads)  # before torch loads: OpenMP and MKL read it once
+    set_thread_env(threads)  # before torch loads: OpenMP and MKL read it once (threads.py)
     # Under torchrun every rank runs this command (RANK set); rank 0 alone reports.
     rank = os.environ.get("RANK")
     if not quiet and rank is None and err.is_terminal:  # torch takes a second or two to import

@@ -17,6 +17,9 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 # Threads per run of a sweep unless --threads or train.threads says otherwise: runs side by
 # side are faster as one single-threaded process per core than as fewer, wider ones.
 SWEEP_THREADS = 1
+# How OpenMP's idle threads wait, unless the environment says: PASSIVE sleeps instead of
+# spinning, so threads that share their cores with other work stop waiting on each other.
+WAIT_POLICY = ("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def cores() -> int:
@@ -28,15 +31,20 @@ def cores() -> int:
 
 
 def thread_env(threads: int) -> dict[str, str]:
-    """The variables that give a process started with them ``threads`` threads."""
-    return {name: str(threads) for name in THREAD_VARS}
+    """The variables that give a process started with them ``threads`` threads (and the
+    passive wait policy, unless this process's environment sets one)."""
+    env = {name: str(threads) for name in THREAD_VARS}
+    name, policy = WAIT_POLICY
+    return env | {name: os.environ.get(name, policy)}
 
 
 def set_thread_env(threads: int | None) -> None:
     """Set the thread variables in this process's environment (for itself, before torch loads,
-    and for the processes it starts). None leaves them as they are."""
+    and for the processes it starts): ``threads`` threads (None: torch's own count), and the
+    passive wait policy unless the environment already names one."""
     if threads:
         os.environ.update(thread_env(threads))
+    os.environ.setdefault(*WAIT_POLICY)
 
 
 def share(

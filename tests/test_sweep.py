@@ -259,6 +259,19 @@ def test_submitit_local_executor_runs_a_sweep_end_to_end(tmp_path):
 
 
 # --------------------------------------------------------------------------- threads
+def test_a_run_starts_with_its_threads_and_passive_waiting_unless_told(monkeypatch):
+    from collapse_cli.threads import set_thread_env, thread_env
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert thread_env(2) == {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2",
+                             "OMP_WAIT_POLICY": "PASSIVE"}  # fmt: skip
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's own choice stays
+    assert thread_env(1)["OMP_WAIT_POLICY"] == "ACTIVE"
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    set_thread_env(None)  # no --threads: torch's own count, as the environment says
+    assert os.environ["OMP_NUM_THREADS"] == "7" and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
 def test_run_threads_sets_torchs_threads_for_the_run_and_records_them(cli, runs_dir):
     seen = []
 
