@@ -194,7 +194,8 @@ def test_metrics_csv_and_tensorboard_on_request(tmp_path):
 
 def test_plot_and_compare_take_dpi_labels_and_formats(cli, runs_dir):
     a, _ = run_experiment(CONFIGS / "collapse.yaml", TINY, runs_dir=runs_dir)
-    b, _ = run_experiment(CONFIGS / "collapse.yaml", [*TINY, "seed=1"], runs_dir=runs_dir)
+    b, _ = run_experiment(CONFIGS / "collapse.yaml", [*TINY, "optimizer.lr=0.01"],
+                          runs_dir=runs_dir)  # fmt: skip
     done = cli("plot", a, "--dpi", "50", "--out", runs_dir / "small")
     from PIL import Image
 
@@ -205,7 +206,7 @@ def test_plot_and_compare_take_dpi_labels_and_formats(cli, runs_dir):
                "--out", runs_dir / "cmp")  # fmt: skip
     assert done.exit_code == 0, done.output
     assert (runs_dir / "cmp" / "overview.pdf").read_bytes().startswith(b"%PDF")
-    assert "baseline" in done.output and "seed: 1" in done.output
+    assert "baseline" in done.output and "lr: 0.01" in done.output
     plot_cmp = cli("plot", runs_dir / "cmp")
     assert plot_cmp.exit_code == 2 and "comparison folder" in plot_cmp.output
 

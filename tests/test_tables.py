@@ -64,7 +64,8 @@ def test_name_picks_one_column_or_tensor_when_there_are_several(tmp_path: Path, 
     result = cli("inspect", f"{tmp_path}/two.parquet:embedding", "--labels", tmp_path / "l.npy")
     assert result.exit_code == 2 and "labels" in result.output  # the labels file is missing
     np.save(tmp_path / "l.npy", np.arange(30) % 2)
-    result = cli("inspect", f"{tmp_path}/two.parquet:embedding", "--labels", tmp_path / "l.npy")
+    result = cli("inspect", f"{tmp_path}/two.parquet:embedding", "--labels", tmp_path / "l.npy",
+                 "--save")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (tmp_path / "two-inspect" / "inspect.json").is_file()
 

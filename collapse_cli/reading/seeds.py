@@ -46,7 +46,13 @@ def _labels(groups: list[Group], keys: list[str]) -> list[str]:
     return run_labels(ids, {k: [g.params.get(k) for g in groups] for k in keys})
 
 
-def _finish(result: SeedComparison, parent: Path, out: str | Path | None) -> SeedComparison:
+def _finish(
+    result: SeedComparison,
+    parent: Path,
+    out: str | Path | None,
+    fmt: str = "png",
+    dpi: int | None = None,
+) -> SeedComparison:
     """Draw the mean curves of the metrics every completed run logged."""
     from .figures import save
     from .overlays import compare_figures
@@ -67,7 +73,7 @@ def _finish(result: SeedComparison, parent: Path, out: str | Path | None) -> See
         title=f"{result.title}: mean ± std over seeds", legend="mean ± std over seeds",
     )  # fmt: skip
     result.out = Path(out) if out else create_stamped(parent, "compare-{stamp}", "comparison")
-    result.figures = save(figs, result.out, "png")
+    result.figures = save(figs, result.out, fmt, dpi)
     return result
 
 
@@ -84,12 +90,17 @@ def compare_sweep(
 
 
 def compare_seeds(
-    runs: list[Run], groups: list[Group], keys: list[str], out: str | Path | None = None
+    runs: list[Run],
+    groups: list[Group],
+    keys: list[str],
+    out: str | Path | None = None,
+    fmt: str = "png",
+    dpi: int | None = None,
 ) -> SeedComparison:
     seeds = len({str(m.seed) for g in groups for m in g.members})
     title = f"{len(runs)} runs, {seeds} seeds"
     result = SeedComparison(title, keys, groups, _labels(groups, keys), _metrics(groups))
-    return _finish(result, runs[0].path.parent, out)
+    return _finish(result, runs[0].path.parent, out, fmt, dpi)
 
 
 def compare_any(
@@ -124,7 +135,8 @@ def compare_any(
     groups = seed_groups(runs, differing)
     if groups is None:
         return compare_runs(paths, out, **side_by_side)
-    return compare_seeds(runs, groups, [k for k in differing if k != "seed"], out)
+    keys = [k for k in differing if k != "seed"]
+    return compare_seeds(runs, groups, keys, out, fmt, dpi)
 
 
 def describe(value: Any) -> str:
