@@ -36,3 +36,17 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+class InterruptAt:
+    """A reporter that presses Ctrl-C after a given step."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def start(self, steps: int) -> None: ...
+    def log(self, row, dim) -> None: ...
+
+    def advance(self, step: int) -> None:
+        if step == self.step:
+            raise KeyboardInterrupt

@@ -22,7 +22,7 @@ from collapse_cli.errors import CollapseError, ConfigError
 from collapse_cli.rundir import read_jsonl
 from collapse_cli.training import resume_run
 
-from .conftest import CONFIGS, ROOT
+from .conftest import CONFIGS, ROOT, InterruptAt
 
 # --------------------------------------------------------------------------- bad input
 
@@ -159,20 +159,6 @@ def test_divergence_stops_the_run_with_the_last_good_metrics(cli, tmp_path: Path
 # --------------------------------------------------------------------------- resume
 
 
-class _InterruptAt:
-    """A reporter that presses Ctrl-C after a given step."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def start(self, steps: int) -> None: ...
-    def log(self, row, dim) -> None: ...
-
-    def advance(self, step: int) -> None:
-        if step == self.step:
-            raise KeyboardInterrupt
-
-
 def _numbers(path: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "time"} for r in read_jsonl(path / "metrics.jsonl")]
 
@@ -202,7 +188,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path, case: str)
     config, overrides = RESUMABLE[case]
     whole, whole_summary = run_experiment(CONFIGS / config, overrides, runs_dir=tmp_path / "a")
     cut, cut_summary = run_experiment(
-        CONFIGS / config, overrides, runs_dir=tmp_path / "b", reporter=_InterruptAt(23)
+        CONFIGS / config, overrides, runs_dir=tmp_path / "b", reporter=InterruptAt(23)
     )
     assert cut_summary["status"] == "interrupted" and cut_summary["steps_done"] == 23
     resumed, summary = resume_run(cut, runs_dir=tmp_path / "b")

@@ -18,7 +18,7 @@ from collapse_cli import run_experiment
 from collapse_cli.rundir import read_jsonl
 from collapse_cli.training import resume_run
 
-from .conftest import CONFIGS, ROOT, write
+from .conftest import CONFIGS, ROOT, InterruptAt, write
 
 TINY = ["train.steps=20", "log.every=10"]
 
@@ -55,25 +55,11 @@ def test_a_diverged_run_gets_no_verdict_and_says_why(cli, runs_dir):
     assert json.loads(listed.stdout)[0]["verdict"] == "not judged"
 
 
-class _InterruptAt:
-    """A reporter that presses Ctrl-C after a given step."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def start(self, steps: int) -> None: ...
-    def log(self, row, dim) -> None: ...
-
-    def advance(self, step: int) -> None:
-        if step == self.step:
-            raise KeyboardInterrupt
-
-
 def test_an_interrupted_run_is_not_judged_and_resumes_without_checkpoint_every(runs_dir):
     overrides = ["train.steps=40", "log.every=10"]  # no train.checkpoint_every
     whole, _ = run_experiment(CONFIGS / "collapse.yaml", overrides, runs_dir=runs_dir / "a")
     cut, summary = run_experiment(
-        CONFIGS / "collapse.yaml", overrides, runs_dir=runs_dir / "b", reporter=_InterruptAt(23)
+        CONFIGS / "collapse.yaml", overrides, runs_dir=runs_dir / "b", reporter=InterruptAt(23)
     )
     assert summary["status"] == "interrupted" and summary["verdict"] is None
     assert "resume it to judge it" in summary["verdict_reason"]
@@ -315,7 +301,7 @@ def test_interrupted_run_says_how_to_resume_it(runs_dir):
     from collapse_cli.display import print_ending
 
     path, summary = run_experiment(CONFIGS / "collapse.yaml", ["train.steps=40", "log.every=10"],
-                                   runs_dir=runs_dir, reporter=_InterruptAt(15))  # fmt: skip
+                                   runs_dir=runs_dir, reporter=InterruptAt(15))  # fmt: skip
     console = Console(width=100, record=True)
     assert print_ending(console, path, summary) == 130
     assert f"to continue it: collapse run --resume {path}" in console.export_text()
