@@ -179,11 +179,11 @@ def _references(ax: Axes, groups: list[Group], metric: str, ys: list[float]) -> 
                        va="bottom")  # fmt: skip
         ax.set_ylim(0, 1.02)
     elif metric == "effective_rank":
-        ceilings = {r.rank_ceiling for r in runs if r.rank_ceiling}
+        ceilings = {r.reachable_rank for r in runs if r.reachable_rank}  # rank at step 0
         if len(ceilings) == 1:
             ceiling = ceilings.pop()
             ax.axhline(ceiling, color=REF, ls="--", lw=1)
-            write_note(ax, 0.01, ceiling, f"min(d, N−1) = {ceiling}", ax.get_yaxis_transform(),
+            write_note(ax, 0.01, ceiling, f"reachable rank {ceiling}", ax.get_yaxis_transform(),
                        va="bottom")  # fmt: skip
             ax.set_ylim(0, ceiling * 1.12)
         else:
@@ -232,7 +232,8 @@ def study_figure(sweep: Sweep) -> Figure:
         raise CollapseError(f"{sweep.path}: no run of the sweep has completed yet, nothing to plot")
     two = len(keys) == 2
     rows, cols = len(metrics), len(keys) + two
-    fig = new_figure(rows, cols, (4.4 * cols, 2.7 * rows + 1.0), left=0.07, right=0.98,
+    width = 4.4 * cols
+    fig = new_figure(rows, cols, (width, 2.7 * rows + 1.0), left=0.8 / width, right=0.98,
                      top=1 - 0.55 / (2.7 * rows + 1), bottom=0.55 / (2.7 * rows + 1) + 0.03,
                      wspace=0.3, hspace=0.45)  # fmt: skip
     axes = [fig.axes[r * cols : (r + 1) * cols] for r in range(rows)]
@@ -248,7 +249,7 @@ def study_figure(sweep: Sweep) -> Figure:
             axes[r][-1].remove()
         verdict_map(fig.add_subplot(spec[: min(2, rows), -1]), groups, keys, grid)
     seeds = len(sweep.index.get("seeds") or [])
-    title = f"{sweep.index.get('id', sweep.path.name)}: mean ± std over {seeds} seeds"
+    title = f"{sweep.index.get('id', sweep.path.name)}\nmean ± std over {seeds} seeds"
     fig.suptitle(title, weight="bold")
     return fig
 
