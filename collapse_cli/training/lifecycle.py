@@ -365,25 +365,32 @@ def _fail(
 
 
 @contextlib.contextmanager
-def _signals(stop: Stop, *, twice: bool = True) -> Iterator[None]:
-    """SIGINT and SIGTERM ask the loop to stop after the current step; a second Ctrl-C
-    interrupts at once (unless ``twice`` is False). Only the main thread can install handlers;
-    elsewhere nothing changes."""
+def on_signals(handler: Any) -> Iterator[None]:
+    """``handler`` for SIGINT and SIGTERM while the block runs, then the previous handlers
+    again. Only the main thread can install handlers; elsewhere nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def handler(signum: int, frame: Any) -> None:
-        stop.signal = signal.Signals(signum).name
-        if twice:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def _signals(stop: Stop, *, twice: bool = True) -> Iterator[None]:
+    """SIGINT and SIGTERM ask the loop to stop after the current step; a second Ctrl-C
+    interrupts at once (unless ``twice`` is False)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.signal = signal.Signals(signum).name
+        if twice:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    with on_signals(handler):
+        yield
 
 
 @contextlib.contextmanager

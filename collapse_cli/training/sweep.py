@@ -14,8 +14,6 @@ import copy
 import itertools
 import json
 import shutil
-import signal
-import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from ..threads import share
 from ..yamlfile import read_yaml
 from .executors import Task, check_executor, make_executor, resumable
 from .grid import Grid, check_grid, check_seeds, grid_of_values, parse_grid_options, read_block
+from .lifecycle import on_signals
 
 GridSpec = list[str] | dict[str, Any] | None  # ["key=v1,v2", ...] or {key: [v1, v2] or "v1,v2"}
 
@@ -304,19 +303,12 @@ class _Stop:
 def _signals(stop: _Stop) -> Iterator[None]:
     """SIGINT and SIGTERM stop the sweep: no new run starts, and each one passed on stops the
     runs (the first after their step in progress, the next at once)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def handler(signum: int, frame: Any) -> None:
         stop.count += 1
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with on_signals(handler):
         yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def _drive(
