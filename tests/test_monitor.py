@@ -234,6 +234,10 @@ def test_every_skips_steps_and_config_becomes_plain_yaml(tmp_path, no_figures):
     }
     with pytest.raises(ConfigError, match="config must be a dict"):
         Monitor(tmp_path, config=[1, 2])
+    with pytest.raises(ConfigError, match="thresholds: complete_std_l2: Input should be less"):
+        Monitor(tmp_path, thresholds={"complete_std_l2": 2})
+    with pytest.raises(ConfigError, match="thresholds: knn: Extra inputs are not permitted"):
+        Monitor(tmp_path, thresholds={"knn": 0.5})
 
 
 def test_a_block_that_logs_nothing_leaves_nothing(tmp_path):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
 from .. import __version__, metrics, rundir
 from ..catalogue import ORDER
@@ -74,7 +75,11 @@ class Monitor:
         self.config = plain_config(config)
         self.every, self.objective, self.spectrum, self.seed = every, objective, spectrum, seed
         self.gather = gather
-        self.thresholds = VerdictConfig(**(thresholds or {})).model_dump()
+        try:
+            self.thresholds = VerdictConfig(**(thresholds or {})).model_dump()
+        except (ValidationError, TypeError) as e:
+            first = str(e).splitlines()[0] if isinstance(e, TypeError) else _pydantic_line(e)
+            raise ConfigError(f"Monitor: thresholds: {first}") from None
         self.versions = {
             "torch": torch.__version__,
             "collapse_cli": __version__,
@@ -285,6 +290,12 @@ class Monitor:
         except OSError as e:
             raise RunError(f"{path}: cannot write the run folder ({e.strerror})") from None
         self.path = path
+
+
+def _pydantic_line(e: ValidationError) -> str:
+    err = e.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{where}: {err['msg']}" + (f" (got {err['input']!r})" if "input" in err else "")
 
 
 def distributed() -> tuple[int, int]:
