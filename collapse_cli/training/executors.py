@@ -1,6 +1,6 @@
-"""Where the runs of a sweep run: a local process pool, or submitit (a SLURM job array where
-there is SLURM, its local executor elsewhere); and the one function every run goes through,
-`run_task`, which starts a run or continues it from its checkpoint.
+"""Where the runs of a sweep run: a local process pool here, or submitit (slurm.py); and the one
+function every run goes through, `run_task`, which starts a run or continues it from its
+checkpoint.
 
 Both engines run ordinary runs (`run_experiment`, `resume_run`) in fresh processes whose
 thread variables are set before torch loads. Stopping: a run stops as it does at a Ctrl-C (after
@@ -14,7 +14,6 @@ import contextlib
 import multiprocessing
 import os
 import signal
-import time
 from collections.abc import Iterator
 from concurrent import futures
 from concurrent.futures.process import BrokenProcessPool
@@ -26,11 +25,9 @@ from .. import rundir
 from ..errors import CollapseError, ConfigError
 from ..reading.sweep import folders_by_key
 from ..threads import thread_env
-from ..worker import PassOnStop, catch_stops, init_worker, stop_asked
-from ..yamlfile import parse_scalar
+from ..worker import PassOnStop, init_worker, stop_asked
 
 EXECUTORS = ("pool", "submitit")
-LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local executor kills a job after 2 min by default
 
 
 @dataclass
@@ -116,7 +113,7 @@ def failed(task: Task, reason: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _started_with(env: dict[str, str], ignore_sigint: bool = False) -> Iterator[None]:
+def started_with(env: dict[str, str], ignore_sigint: bool = False) -> Iterator[None]:
     """Start processes with ``env`` added to ours (and SIGINT ignored, which they inherit),
     then put our environment and handler back."""
     before = {k: os.environ.get(k) for k in env}
@@ -159,7 +156,7 @@ class Pool:
         return {"name": self.name, "workers": self.workers, "threads": self.threads}
 
     def submit(self, tasks: list[Task]) -> list[Any]:
-        with _started_with(thread_env(self.threads)):
+        with started_with(thread_env(self.threads)):
             return [self._pool.submit(run_task, t) for t in tasks]
 
     def wait(self, handles: dict[Any, Task], timeout: float) -> list[tuple[Any, dict[str, Any]]]:
@@ -188,125 +185,21 @@ class Pool:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-# --------------------------------------------------------------------------- submitit
-class SweepJob:
-    """The callable submitit runs. On SLURM, a job signalled before its time limit or for
-    preemption calls `checkpoint`: submitit requeues the same task, which then finds the run's
-    folder and continues it from its checkpoint through `resume_run`."""
-
-    def __call__(self, task: Task) -> dict[str, Any]:
-        # Until the run's own handler takes over, SIGTERM (the sweep stopping) is remembered
-        # and acted on by `run_task` (submitit itself would only log it).
-        previous = catch_stops()
-        try:
-            if task.folder is None:  # a requeued job finds what its first attempt left
-                folder = find_folder(task)
-                task.folder = folder.name if folder is not None and resumable(folder) else None
-            return run_task(task)
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-
-    def checkpoint(self, task: Task) -> Any:
-        from submitit.helpers import DelayedSubmission
-
-        return DelayedSubmission(self, task)
-
-
-def parse_slurm(items: list[str]) -> dict[str, Any]:
-    """``--slurm key=value`` options as submitit's ``slurm_<key>`` parameters, each checked
-    against the parameters submitit's SLURM executor knows."""
-    try:
-        import submitit
-    except ImportError:
-        raise ConfigError(
-            "--executor submitit needs submitit, which is not installed: "
-            "pip install 'collapse-cli[submitit]'"
-        ) from None
-    known = set(submitit.SlurmExecutor._valid_parameters())
-    known |= set(submitit.AutoExecutor._valid_parameters())
-    params: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--slurm {item}: expected key=value, e.g. partition=gpu")
-        if key not in known:
-            raise ConfigError(
-                f"--slurm {item}: {key!r} is not a SLURM parameter of submitit; choose from "
-                + ", ".join(sorted(known))
-            )
-        params[f"slurm_{key}"] = parse_scalar(raw)
-    return params
-
-
-class Submitit:
-    """submitit's AutoExecutor: a job array on SLURM (all runs submitted at once, at most
-    ``workers`` running when given), otherwise its local executor with at most ``workers``
-    jobs at a time. Its pickles and logs go to ``<sweep>/submitit/``."""
-
-    name = "submitit"
-
-    def __init__(self, folder: Path, workers: int, threads: int, slurm: dict[str, Any]) -> None:
-        import submitit
-
-        self.executor = submitit.AutoExecutor(folder=folder / "submitit")
-        self.cluster = self.executor.cluster
-        self.workers, self.threads = workers, threads
-        params: dict[str, Any] = {"name": folder.name, "cpus_per_task": threads}
-        params |= {"local_timeout_min": LOCAL_TIMEOUT_MIN}
-        if self.cluster == "slurm" and "slurm_array_parallelism" not in slurm and workers:
-            params["slurm_array_parallelism"] = workers
-        self.executor.update_parameters(**params | slurm)
-        self.slots = None if self.cluster == "slurm" else workers
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "cluster": self.cluster, "workers": self.workers,
-                "threads": self.threads}  # fmt: skip
-
-    def submit(self, tasks: list[Task]) -> list[Any]:
-        # Local jobs inherit an ignored SIGINT: a Ctrl-C reaches their runs, not the submitit
-        # process around each, which would kill its run a second later.
-        env = _started_with(thread_env(self.threads), ignore_sigint=True)
-        with env, self.executor.batch():
-            jobs = [self.executor.submit(SweepJob(), t) for t in tasks]
-        return jobs
-
-    def wait(self, handles: dict[Any, Task], timeout: float) -> list[tuple[Any, dict[str, Any]]]:
-        deadline = time.monotonic() + timeout
-        while True:
-            done = [job for job in handles if job.done()]
-            if done or time.monotonic() >= deadline:
-                break
-            time.sleep(0.1)
-        out = []
-        for job in done:
-            try:
-                out.append((job, job.result()))
-            except Exception as e:  # the job itself failed: its last line says why
-                lines = [line for line in str(e).strip().splitlines() if line.strip()]
-                out.append((job, failed(handles[job], lines[-1] if lines else type(e).__name__)))
-        return out
-
-    def interrupt(self, handles: dict[Any, Task], times: int) -> None:
-        """Local jobs: SIGTERM to each job's process, which passes it to its run (stop after
-        the step in progress). SLURM: scancel, which SLURM delivers as SIGTERM."""
-        for job in handles:
-            with contextlib.suppress(Exception):
-                if self.cluster == "slurm":
-                    job.cancel(check=False)
-                else:
-                    os.kill(int(job.job_id), signal.SIGTERM)
-
-    def close(self) -> None: ...
-
-
 def make_executor(
-    name: str, folder: Path, workers: int, threads: int, slurm: dict[str, Any]
-) -> Pool | Submitit:
+    name: str,
+    folder: Path,
+    workers: int,
+    threads: int,
+    slurm: dict[str, Any],
+    asked: int | None = None,
+) -> Any:
+    """A `Pool` or a `slurm.Submitit`; ``asked`` is the --workers given, if any (only that
+    caps a SLURM array)."""
     if name == "pool":
         return Pool(workers, threads)
-    return Submitit(folder, workers, threads, slurm)
+    from .slurm import Submitit
+
+    return Submitit(folder, workers, threads, slurm, asked)
 
 
 def check_executor(name: str, slurm: list[str]) -> dict[str, Any]:
@@ -317,4 +210,6 @@ def check_executor(name: str, slurm: list[str]) -> dict[str, Any]:
         if slurm:
             raise ConfigError("--slurm goes with --executor submitit")
         return {}
+    from .slurm import parse_slurm
+
     return parse_slurm(slurm)

@@ -1,7 +1,8 @@
 """Sweeps: the Cartesian product of a grid of config values times seeds, each point an ordinary
 run folder under ``runs/sweep-<stamp>-<name>/`` with ``sweep.json`` as the index. Every point
-is validated before anything is created; the runs go to an executor (executors.py); one that
-fails or diverges never stops the others; ``resume_sweep`` runs what is missing or failed.
+is validated before anything is created (plan.py); the runs go to an executor (executors.py,
+slurm.py); one that fails or diverges never stops the others; ``resume_sweep`` runs what is
+missing or failed.
 
 The index is written by this process only, atomically, after every change; the run folders
 stay the truth about each run (reading/sweep.py finds them by their config).
@@ -10,9 +11,6 @@ stay the truth about each run (reading/sweep.py finds them by their config).
 from __future__ import annotations
 
 import contextlib
-import copy
-import itertools
-import json
 import shutil
 from collections import deque
 from collections.abc import Iterator
@@ -21,30 +19,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .. import rundir
-from ..config import RunConfig, load_config, resolved
+from ..config import load_config
 from ..errors import ConfigError
-from ..reading.run import config_value
 from ..reading.sweep import ENDED, open_sweep, read_index, run_key
 from ..threads import share
-from ..yamlfile import read_yaml
 from .executors import Task, check_executor, make_executor, resumable
-from .grid import Grid, check_grid, check_seeds, grid_of_values, parse_grid_options, read_block
 from .lifecycle import on_signals
-
-GridSpec = list[str] | dict[str, Any] | None  # ["key=v1,v2", ...] or {key: [v1, v2] or "v1,v2"}
-
-
-@dataclass
-class Plan:
-    """A validated sweep, before anything is created."""
-
-    name: str
-    source: str  # where the config came from (errors and the index name it)
-    config: dict[str, Any]  # the YAML without its sweep block, its name filled in
-    overrides: list[str]  # applied to every run
-    grid: dict[str, list[Any]]  # each swept key's values as the resolved configs hold them
-    points: list[dict[str, Any]]  # each run: index, params, seed, overrides (its own)
-    threads: int | None  # train.threads when the config sets it
+from .plan import GridSpec, plan_sweep
 
 
 class SweepReporter(Protocol):
@@ -67,105 +48,6 @@ class SweepResult:
     interrupted: bool
 
 
-# --------------------------------------------------------------------------- planning
-def plan_sweep(
-    config: str | Path | dict[str, Any],
-    grid: GridSpec = None,
-    seeds: int | None = None,
-    overrides: list[str] | None = None,
-    *,
-    name: str | None = None,
-) -> Plan:
-    """Read the config and its ``sweep:`` block, merge ``grid`` into it (a key given here
-    replaces the block's values) and check every point like an override, building its parts
-    as a run would. Any problem is one ConfigError; nothing is created."""
-    if isinstance(config, dict):
-        doc, source, stem = copy.deepcopy(config), "config", "sweep"
-    else:
-        doc, source, stem = read_yaml(config), str(config), Path(config).stem
-    block = doc.pop("sweep", None)
-    yaml_grid, yaml_seeds = read_block(block, source) if block is not None else ({}, None)
-    swept: Grid = {**yaml_grid, **_as_grid(grid)}
-    overrides = list(overrides or [])
-    check_grid(swept, overrides)
-    count = check_seeds(seeds, "--seeds") or yaml_seeds or 1
-    if not swept and count == 1:
-        raise ConfigError(
-            "nothing to sweep: give --grid key=v1,v2 (or a sweep: block in the YAML), --seeds K, "
-            "or both"
-        )
-    if not doc.get("name"):
-        doc["name"] = rundir.sanitize_name(stem)
-    base = _load(doc, overrides, source, "")
-    values: dict[str, list[Any]] = {key: [] for key in swept}
-    points: list[dict[str, Any]] = []
-    seen: dict[str, str] = {}
-    for combo in itertools.product(*swept.values()):
-        own = [f"{key}={text}" for key, text in zip(swept, combo, strict=True)]
-        where = ", ".join(own)
-        cfg = _load(doc, overrides + own, source, where)
-        _check_parts(cfg, where)
-        params = {key: config_value(resolved(cfg), key) for key in swept}
-        same = seen.setdefault(json.dumps(list(params.values())), where)
-        if same != where:
-            raise ConfigError(f"{source}: grid points {same} and {where} are the same run")
-        for key, value in params.items():
-            if value not in values[key]:
-                values[key].append(value)
-        for k in range(count):
-            seed = base.seed + k
-            points.append(
-                {"index": len(points), "params": params, "seed": seed,
-                 "overrides": [*own, f"seed={seed}"]}
-            )  # fmt: skip
-    name = rundir.sanitize_name(name or doc["name"])
-    return Plan(name, source, doc, overrides, values, points, base.train.threads)
-
-
-def check_sweep(
-    config: str | Path | dict[str, Any],
-    grid: GridSpec = None,
-    seeds: int | None = None,
-    overrides: list[str] | None = None,
-    *,
-    name: str | None = None,
-    executor: str = "pool",
-    slurm: list[str] | None = None,
-    **_: Any,
-) -> Plan:
-    """What ``collapse sweep --dry-run`` checks: the executor's options and every point."""
-    check_executor(executor, slurm or [])
-    return plan_sweep(config, grid, seeds, overrides, name=name)
-
-
-def _as_grid(grid: GridSpec) -> Grid:
-    """``--grid`` strings, or a dict of Python values (a list, or a comma-separated string)."""
-    if not grid:
-        return {}
-    if isinstance(grid, dict):
-        return grid_of_values(grid)
-    return parse_grid_options(list(grid))
-
-
-def _load(doc: dict[str, Any], overrides: list[str], source: str, where: str) -> RunConfig:
-    try:
-        return load_config(doc, overrides, label=source)
-    except ConfigError as e:
-        raise ConfigError(f"grid point {where}: {e}" if where else str(e)) from None
-
-
-def _check_parts(cfg: RunConfig, where: str) -> None:
-    """What `collapse validate` checks beyond the schema: the device and every part built."""
-    from .build import build, resolve_device
-
-    try:
-        resolve_device(cfg.device)
-        build(cfg)
-    except ConfigError as e:
-        raise ConfigError(f"grid point {where}: {e}") from None
-
-
-# --------------------------------------------------------------------------- running
 def run_sweep(
     config: str | Path | dict[str, Any],
     grid: GridSpec = None,
@@ -198,10 +80,12 @@ def run_sweep(
     """
     slurm_params = check_executor(executor, slurm or [])
     plan = plan_sweep(config, grid, seeds, overrides, name=name)
+    asked = workers  # on SLURM only an asked-for count caps the array
+    threads = threads or _slurm_threads(executor, slurm_params)
     workers, threads = _share(plan.threads, workers, threads, len(plan.points))
     path = rundir.create_sweep_dir(runs_dir, plan.name)
     try:
-        engine = make_executor(executor, path, workers, threads, slurm_params)
+        engine = make_executor(executor, path, workers, threads, slurm_params, asked)
     except Exception:
         shutil.rmtree(path, ignore_errors=True)  # nothing in it yet
         raise
@@ -250,8 +134,9 @@ def resume_sweep(
         if r.run is not None and folder is None:  # starts over: the old folder stays
             entry.setdefault("replaced", []).append(r.run.path.name)
         todo.append((entry, folder))
+    asked, threads = workers, threads or _slurm_threads(executor, slurm_params)
     workers, threads = _share(base.train.threads, workers, threads, max(1, len(todo)))
-    engine = make_executor(executor, path, workers, threads, slurm_params)
+    engine = make_executor(executor, path, workers, threads, slurm_params, asked)
     command = command or "collapse sweep --resume"
     resumed = {"at": rundir.now(), "command": command, "runs": len(todo)}
     index.setdefault("resumed", []).append(resumed)
@@ -260,6 +145,14 @@ def resume_sweep(
     write_index(path, index)
     tasks = [_task(path, index, entry, threads, folder, command) for entry, folder in todo]
     return _drive(path, index, tasks, engine, reporter or _Silent())
+
+
+def _slurm_threads(executor: str, slurm_params: dict[str, Any]) -> int | None:
+    if executor != "submitit":
+        return None
+    from .slurm import slurm_threads
+
+    return slurm_threads(slurm_params)
 
 
 def write_index(path: Path, index: dict[str, Any]) -> None:
