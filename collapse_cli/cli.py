@@ -76,7 +76,8 @@ ThreadsOpt = Annotated[
     int | None,
     typer.Option(
         min=1,
-        help="torch's CPU threads per run (sets train.threads, and OMP/MKL_NUM_THREADS).",
+        help="torch's CPU threads (default 1, or as OMP_NUM_THREADS says): sets "
+        "OMP/MKL_NUM_THREADS before torch loads, and train.threads.",
         metavar="N",
     ),
 ]
@@ -158,7 +159,8 @@ def run(
     """
     from .threads import set_thread_env
 
-    set_thread_env(threads)  # before torch loads: OpenMP and MKL read it once (threads.py)
+    if threads or not (nproc and nproc > 1):  # --nproc shares the cores out itself
+        set_thread_env(threads)  # before torch loads: OpenMP and MKL read it once (threads.py)
     # Under torchrun every rank runs this command (RANK set); rank 0 alone reports.
     rank = os.environ.get("RANK")
     if not quiet and rank is None and err.is_terminal:  # torch takes a second or two to import
@@ -224,7 +226,9 @@ def _config_file(config: Path) -> Path:
 def sweep(
     config: Annotated[
         Path | None,
-        typer.Argument(help="A YAML config; a sweep: block in it adds its grid and seeds."),
+        typer.Argument(
+            help="A YAML config; a sweep: block in it adds its grid and seeds.", metavar="CONFIG"
+        ),
     ] = None,
     overrides: OverridesArg = None,
     grid: Annotated[
@@ -238,18 +242,30 @@ def sweep(
     ] = None,
     seeds: Annotated[
         int | None,
-        typer.Option(min=1, help="Run every point with K seeds: the config's seed + 0 … K−1."),
+        typer.Option(
+            min=1, help="Run every point with K seeds: the config's seed + 0 … K−1.", metavar="K"
+        ),
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option(min=1, help="Runs at once (default: the cores ÷ the threads per run)."),
+        typer.Option(
+            min=1, help="Runs at once (default: the cores ÷ the threads per run).", metavar="K"
+        ),
     ] = None,
-    threads: ThreadsOpt = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="torch's CPU threads per run (default 1, or the cores ÷ --workers).",
+            metavar="N",
+        ),
+    ] = None,
     executor: Annotated[
         str,
         typer.Option(
             help="pool: local processes. submitit: a SLURM job array where there is SLURM, "
-            "else submitit's local executor (pip install 'collapse-cli[submitit]')."
+            "else submitit's local executor (pip install 'collapse-cli[submitit]').",
+            metavar="pool|submitit",
         ),
     ] = "pool",
     slurm: Annotated[
@@ -262,7 +278,8 @@ def sweep(
         ),
     ] = None,
     name: Annotated[
-        str | None, typer.Option(help="The sweep folder's name (default: the config's name).")
+        str | None,
+        typer.Option(help="The sweep folder's name (default: the config's name).", metavar="NAME"),
     ] = None,
     resume: Annotated[
         str | None,
@@ -290,7 +307,8 @@ def sweep(
     diverged, 130 interrupted (--resume runs the rest).
     """
     from .display import make_sweep_reporter, print_sweep_plan, print_sweep_summary
-    from .training.sweep import check_sweep, resume_sweep, run_sweep
+    from .training.plan import check_sweep
+    from .training.sweep import resume_sweep, run_sweep
 
     command = " ".join(["collapse", *sys.argv[1:]])
     how = {"workers": workers, "threads": threads, "executor": executor, "slurm": slurm or []}
@@ -368,10 +386,11 @@ def plot(
     out_dir: OutOpt = None,
     runs_dir: RunsDirOpt = Path("runs"),
 ) -> None:
-    """Draw a run's figures into RUN/plots/ (or --out).
+    """Draw a run's figures into RUN/plots/ (or --out); a sweep folder: its study figure.
 
     Loss and its parts, variance, λ_min and rank, ranks vs their ceiling, std_l2 vs 1/√d and
-    its collapse threshold, spectra, kNN accuracy vs chance, and an overview.
+    its collapse threshold, spectra, kNN accuracy vs chance, and an overview. For a sweep
+    (runs/sweep-...): each final metric against each swept parameter, and the verdict map.
     """
     from .display import print_figures
     from .reading.figures import plot_named
@@ -384,7 +403,12 @@ def plot(
 @app.command()
 def compare(
     runs: Annotated[
-        list[str], typer.Argument(help="Two or more runs (as for plot).", metavar="RUN")
+        list[str],
+        typer.Argument(
+            help="Two or more runs (as for plot), or a sweep folder: runs that differ only in "
+            "seed compare as mean ± std.",
+            metavar="RUN",
+        ),
     ],
     fmt: FormatOpt = "png",
     dpi: DpiOpt = None,

@@ -17,9 +17,9 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 # Threads per run of a sweep unless --threads or train.threads says otherwise: runs side by
 # side are faster as one single-threaded process per core than as fewer, wider ones.
 SWEEP_THREADS = 1
-# How OpenMP's idle threads wait, unless the environment says: PASSIVE sleeps instead of
-# spinning, so threads that share their cores with other work stop waiting on each other.
-WAIT_POLICY = ("OMP_WAIT_POLICY", "PASSIVE")
+# Threads of `collapse run` unless --threads, train.threads or OMP_NUM_THREADS say otherwise:
+# with more, OpenMP's threads spin waiting for each other whenever other work holds a core.
+RUN_THREADS = 1
 
 
 def cores() -> int:
@@ -31,20 +31,18 @@ def cores() -> int:
 
 
 def thread_env(threads: int) -> dict[str, str]:
-    """The variables that give a process started with them ``threads`` threads (and the
-    passive wait policy, unless this process's environment sets one)."""
-    env = {name: str(threads) for name in THREAD_VARS}
-    name, policy = WAIT_POLICY
-    return env | {name: os.environ.get(name, policy)}
+    """The variables that give a process started with them ``threads`` threads."""
+    return {name: str(threads) for name in THREAD_VARS}
 
 
 def set_thread_env(threads: int | None) -> None:
-    """Set the thread variables in this process's environment (for itself, before torch loads,
-    and for the processes it starts): ``threads`` threads (None: torch's own count), and the
-    passive wait policy unless the environment already names one."""
+    """Set the thread variables in this process's environment, for itself before torch loads
+    and for the processes it starts: ``threads`` threads; None: `RUN_THREADS`, unless the
+    environment already sets OMP_NUM_THREADS (then torch follows it)."""
     if threads:
         os.environ.update(thread_env(threads))
-    os.environ.setdefault(*WAIT_POLICY)
+    elif "OMP_NUM_THREADS" not in os.environ:
+        os.environ.update(thread_env(RUN_THREADS))
 
 
 def share(

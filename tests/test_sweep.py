@@ -22,9 +22,11 @@ from collapse_cli.reading.run import load_run
 from collapse_cli.reading.study import axis_kind, is_logarithmic, mean_curve, study_figure
 from collapse_cli.reading.sweep import open_sweep, run_key, sweep_groups
 from collapse_cli.threads import share
-from collapse_cli.training.executors import SweepJob, Task
+from collapse_cli.training.executors import Task
 from collapse_cli.training.grid import grid_of_values, split_values
-from collapse_cli.training.sweep import plan_sweep, resume_sweep
+from collapse_cli.training.plan import plan_sweep
+from collapse_cli.training.slurm import SweepJob
+from collapse_cli.training.sweep import resume_sweep
 
 from .conftest import CONFIGS, write
 from .synthetic import write_run, write_sweep
@@ -259,17 +261,19 @@ def test_submitit_local_executor_runs_a_sweep_end_to_end(tmp_path):
 
 
 # --------------------------------------------------------------------------- threads
-def test_a_run_starts_with_its_threads_and_passive_waiting_unless_told(monkeypatch):
+def test_a_run_starts_with_one_thread_unless_told_otherwise(monkeypatch):
     from collapse_cli.threads import set_thread_env, thread_env
 
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    assert thread_env(2) == {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2",
-                             "OMP_WAIT_POLICY": "PASSIVE"}  # fmt: skip
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's own choice stays
-    assert thread_env(1)["OMP_WAIT_POLICY"] == "ACTIVE"
-    monkeypatch.setenv("OMP_NUM_THREADS", "7")
-    set_thread_env(None)  # no --threads: torch's own count, as the environment says
-    assert os.environ["OMP_NUM_THREADS"] == "7" and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    assert thread_env(2) == {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    set_thread_env(None)  # collapse run without --threads
+    assert os.environ["OMP_NUM_THREADS"] == os.environ["MKL_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the user's own setting stays
+    set_thread_env(None)
+    assert os.environ["OMP_NUM_THREADS"] == "7"
+    set_thread_env(3)  # --threads 3
+    assert os.environ["OMP_NUM_THREADS"] == os.environ["MKL_NUM_THREADS"] == "3"
 
 
 def test_run_threads_sets_torchs_threads_for_the_run_and_records_them(cli, runs_dir):
@@ -357,6 +361,12 @@ def test_compare_of_a_sweep_shows_mean_and_std_per_grid_point(cli, study):
     assert "left out of the means: 20260101-000017-syn (diverged)" in result.output
     out = Path(lines[-1])
     assert out.parent == study and (out / "effective_rank.png").is_file()
+    table = cli("compare", study, "--table", "markdown", "--out", study / "figs").output
+    assert (
+        "| optimizer.lr | encoder.out_dim | seeds | majority | effective_rank (mean ± std) |"
+        in table
+    )
+    assert "| 0.001 | 8 | 3/3 | healthy 3/3 | 12 ± 2 | 1 ± 0 | 0.5 ± 0.25 |" in table
 
 
 def test_compare_of_runs_that_differ_only_in_seed_aggregates_them(cli, tmp_path):
