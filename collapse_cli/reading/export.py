@@ -11,6 +11,7 @@ from ..errors import ConfigError
 from ..rundir import METRICS_CSV, write_atomic
 from .compare import Comparison
 from .run import Run
+from .seeds import SeedComparison
 
 TABLE_FORMATS = ("markdown", "latex", "csv")
 
@@ -28,10 +29,15 @@ def _number(value: float | None) -> str:
     return f"{value:.4g}" if 1e-3 <= abs(value) < 1e5 or value == 0 else f"{value:.3e}"
 
 
-def comparison_table(result: Comparison, fmt: str) -> str:
+def comparison_table(result: Comparison | SeedComparison, fmt: str) -> str:
     """One row per run: its name in words, status, verdict and every shared metric's step-0
-    and final value (λ_min as ``0 (rank 32/128)`` where it is structurally zero)."""
+    and final value (λ_min as ``0 (rank 32/128)`` where it is structurally zero). For runs
+    grouped by seed, one row per group: what sets it apart, its completed seeds, the majority
+    verdict and every final metric as mean ± std."""
     check_table_format(fmt)
+    if isinstance(result, SeedComparison):
+        header, body = _seed_rows(result)
+        return _render(header, body, fmt, len(result.keys) + 2)
     stats = [r for r in result.rows if r.stat in ("step 0", "final")]
     header = ["run", "status", "verdict", *(f"{r.metric} ({r.stat})" for r in stats)]
     body = []
@@ -39,6 +45,27 @@ def comparison_table(result: Comparison, fmt: str) -> str:
         verdict = run.summary.get("verdict") if run.finished else None
         cells = [r.texts[i] or _number(r.values[i]) for r in stats]
         body.append([label, run.status, verdict or "-", *cells])
+    return _render(header, body, fmt, 3)
+
+
+def _seed_rows(result: SeedComparison) -> tuple[list[str], list[list[str]]]:
+    header = [*result.keys, "seeds", "majority", *(f"{m} (mean ± std)" for m in result.metrics)]
+    body = []
+    for group in result.groups:
+        outcome, count = group.majority()
+        cells = []
+        for m in result.metrics:
+            mean, std, _ = group.stat(m)
+            cells.append(_number(mean) + ("" if std is None else f" ± {_number(std)}"))
+        seeds = f"{len(group.used)}/{len(group.members)}"
+        params = [str(group.params.get(k)) for k in result.keys]
+        body.append([*params, seeds, f"{outcome} {count}/{len(group.members)}", *cells])
+    return header, body
+
+
+def _render(header: list[str], body: list[list[str]], fmt: str, text_cols: int) -> str:
+    """The table as CSV, a LaTeX tabular (the first ``text_cols`` columns left-aligned) or
+    markdown."""
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
@@ -48,11 +75,12 @@ def comparison_table(result: Comparison, fmt: str) -> str:
 
         def tex(cell: str) -> str:
             for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"),
-                         ("#", r"\#"), ("$", r"\$")):  # fmt: skip
+                         ("#", r"\#"), ("$", r"\$"), ("±", r"$\pm$")):  # fmt: skip
                 cell = cell.replace(a, b)
             return cell
 
-        lines = [r"\begin{tabular}{l" + "l" * 2 + "r" * len(stats) + "}", r"\toprule"]
+        align = "l" * text_cols + "r" * (len(header) - text_cols)
+        lines = [r"\begin{tabular}{" + align + "}", r"\toprule"]
         lines.append(" & ".join(map(tex, header)) + r" \\")
         lines.append(r"\midrule")
         lines += [" & ".join(map(tex, row)) + r" \\" for row in body]

@@ -104,7 +104,7 @@ def plot_named(
     if is_sweep_dir(Path(run)) or (not Path(run).exists() and str(run).startswith("sweep-")):
         from .study import plot_sweep
 
-        return plot_sweep(resolve_sweep(run, runs_dir), out, fmt)
+        return plot_sweep(resolve_sweep(run, runs_dir), out, fmt, dpi=dpi)
     path = _resolve_plottable(run, runs_dir)
     named = parse_labels(labels or [], runs_dir)
     text = named.get(path.resolve()) or next((t for k, t in named.items() if k is None), None)

@@ -7,11 +7,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..catalogue import ORDER, OVERLAID
 from ..errors import ConfigError
-from ..rundir import create_stamped, is_sweep_dir, resolve_run, resolve_sweep
+from ..rundir import (
+    COMPARISON,
+    create_stamped,
+    is_sweep_dir,
+    resolve_run,
+    resolve_sweep,
+    write_json,
+)
 from .compare import Comparison, compare_runs, differing_keys, run_labels
 from .run import Run, load_run
 from .sweep import STUDY, Group, Sweep, open_sweep, seed_groups, sweep_groups
@@ -26,9 +32,6 @@ class SeedComparison:
     metrics: list[str]  # every final metric the completed runs share, the study's first
     out: Path | None = None  # where the figures went
     figures: list[Path] = field(default_factory=list)
-
-    def cell(self, group: Group, metric: str) -> tuple[float | None, float | None, int]:
-        return group.stat(metric)
 
 
 def _metrics(groups: list[Group]) -> list[str]:
@@ -53,11 +56,13 @@ def _finish(
     fmt: str = "png",
     dpi: int | None = None,
 ) -> SeedComparison:
-    """Draw the mean curves of the metrics every completed run logged."""
-    from .figures import save
+    """Draw the mean curves of the metrics every completed run logged, into ``out`` (default:
+    ``compare-<time>/`` in ``parent``) with the comparison's index."""
+    from .figures import check_format, save
     from .overlays import compare_figures
     from .study import draw_bands
 
+    check_format(fmt)
     used = [r for g in result.groups for r in g.used]
     if not used:
         return result  # nothing has completed: no curves to draw
@@ -74,11 +79,18 @@ def _finish(
     )  # fmt: skip
     result.out = Path(out) if out else create_stamped(parent, "compare-{stamp}", "comparison")
     result.figures = save(figs, result.out, fmt, dpi)
+    index = {"runs": [str(r.path.resolve()) for r in used], "labels": labels}
+    write_json(result.out / COMPARISON, index | {"figures": [p.name for p in result.figures]})
     return result
 
 
 def compare_sweep(
-    sweep: Sweep, out: str | Path | None = None, *, figures: bool = True
+    sweep: Sweep,
+    out: str | Path | None = None,
+    *,
+    figures: bool = True,
+    fmt: str = "png",
+    dpi: int | None = None,
 ) -> SeedComparison:
     """One group per point of the sweep's grid; the swept keys are the table's columns."""
     groups = sweep_groups(sweep)
@@ -86,7 +98,7 @@ def compare_sweep(
         str(sweep.index.get("id") or sweep.path.name), sweep.keys, groups,
         _labels(groups, sweep.keys), _metrics(groups),
     )  # fmt: skip
-    return _finish(result, sweep.path, out) if figures else result
+    return _finish(result, sweep.path, out, fmt, dpi) if figures else result
 
 
 def compare_seeds(
@@ -114,7 +126,7 @@ def compare_any(
 ) -> Comparison | SeedComparison:
     """``collapse compare``: one sweep folder compares its grid points over seeds; runs (and
     the runs of sweep folders) that differ only in seed are grouped the same way; any other
-    runs compare side by side (`compare_runs`)."""
+    runs compare side by side (`compare_runs`), as do runs named by ``labels`` (by folder)."""
     sweeps, paths = [], []
     for spec in specs:
         path = Path(spec)
@@ -123,21 +135,26 @@ def compare_any(
         else:
             paths.append(resolve_run(spec, runs_dir))
     if len(sweeps) == 1 and not paths:
-        return compare_sweep(sweeps[0], out)
+        _no_labels(labels)
+        return compare_sweep(sweeps[0], out, fmt=fmt, dpi=dpi)
     paths += [r.run.path for s in sweeps for r in s.runs if r.run is not None]
     if len({p.resolve() for p in paths}) < len(paths):
         raise ConfigError("compare: the same run is named twice")
-    side_by_side = {"fmt": fmt, "dpi": dpi, "labels": labels}
+    how = {"fmt": fmt, "dpi": dpi, "labels": labels}
     if len(paths) < 2:
-        return compare_runs(paths, out, **side_by_side)  # says what is wrong
+        return compare_runs(paths, out, **how)  # type: ignore[arg-type]  # says what is wrong
     runs = [load_run(p) for p in paths]
     differing = differing_keys([r.config for r in runs])
-    groups = seed_groups(runs, differing)
+    # --label names runs one by one: they compare side by side, whatever their seeds.
+    groups = None if labels else seed_groups(runs, differing)
     if groups is None:
-        return compare_runs(paths, out, **side_by_side)
-    keys = [k for k in differing if k != "seed"]
-    return compare_seeds(runs, groups, keys, out, fmt, dpi)
+        return compare_runs(paths, out, **how)  # type: ignore[arg-type]
+    return compare_seeds(runs, groups, [k for k in differing if k != "seed"], out, fmt, dpi)
 
 
-def describe(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+def _no_labels(labels: dict[Path, str] | None) -> None:
+    if labels:
+        raise ConfigError(
+            "--label names single runs; a sweep's grid points are named by their settings "
+            "(to compare some of its runs side by side, name their folders)"
+        )

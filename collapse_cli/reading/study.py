@@ -254,10 +254,12 @@ def study_figure(sweep: Sweep) -> Figure:
     return fig
 
 
-def plot_sweep(path: Path, out: Path | None = None, fmt: str = "png") -> list[Path]:
+def plot_sweep(
+    path: Path, out: Path | None = None, fmt: str = "png", *, dpi: int | None = None
+) -> list[Path]:
     """``collapse plot SWEEP``: the study figure into ``SWEEP/plots/study.<fmt>`` (or ``out``)."""
     check_format(fmt)
     sweep = open_sweep(path)
     with figure_style():
         fig = study_figure(sweep)
-    return save({"study": fig}, Path(out) if out else path / "plots", fmt)
+    return save({"study": fig}, Path(out) if out else path / "plots", fmt, dpi)

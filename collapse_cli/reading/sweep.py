@@ -83,10 +83,13 @@ class SweepRun:
 
     @property
     def status(self) -> str:
-        """The folder's status (``died`` included) once there is a folder, else the index's."""
+        """The folder's status (``died`` included) once there is a folder; without one, the
+        index's ``pending`` or ``failed``, or ``missing`` for a run the index says had started
+        (its folder was removed, or its job never made one)."""
         if self.run is not None:
             return self.run.status
-        return str(self.entry.get("status") or "pending")
+        status = str(self.entry.get("status") or "pending")
+        return status if status in ("pending", "failed") else "missing"
 
     @property
     def verdict(self) -> str | None:
