@@ -13,7 +13,6 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ..verdict import is_structural, min_eig_text
 from .tables import print_figures
 from .text import fmt, marked, print_error, print_lines, print_table
 
@@ -205,16 +204,6 @@ def _mean_std(stat: tuple[float | None, float | None, int]) -> str:
     return fmt(mean) if std is None else f"{fmt(mean)} ± {fmt(std)}"
 
 
-def _structural(group: Any) -> str | None:
-    """``0 (rank 32/128)`` when λ_min is structurally zero in every completed run of a group."""
-    ranks = {int(f["rank"]) for f in group.finals if isinstance(f.get("rank"), int)}
-    dims = {r.dim for r in group.used}
-    if len(ranks) == 1 and len(dims) == 1 and len(group.finals) == len(group.used):
-        rank, dim = ranks.pop(), dims.pop()
-        return min_eig_text(0.0, rank, dim) if dim and is_structural(rank, dim) else None
-    return None
-
-
 def print_seed_comparison(console: Console, result: Any) -> None:
     """``collapse compare`` of runs grouped by seed: one row per group with what sets it apart
     as columns, its seeds, majority verdict and the study's metrics as mean ± std; then every
@@ -253,7 +242,7 @@ def print_seed_comparison(console: Console, result: Any) -> None:
         for m in result.metrics:
             row = [_mean_std(g.stat(m)) for g in groups]
             if m == "min_eig":  # λ_min below a rank-deficient spectrum reads as what it is
-                row = [_structural(g) or text for g, text in zip(groups, row, strict=True)]
+                row = [g.min_eig_text() or text for g, text in zip(groups, row, strict=True)]
             table.add_row(m, *row)
         print_table(console, table)
     for group in result.groups:

@@ -56,7 +56,8 @@ def _seed_rows(result: SeedComparison) -> tuple[list[str], list[list[str]]]:
         cells = []
         for m in result.metrics:
             mean, std, _ = group.stat(m)
-            cells.append(_number(mean) + ("" if std is None else f" ± {_number(std)}"))
+            text = group.min_eig_text() if m == "min_eig" else None  # structural, not round-off
+            cells.append(text or _number(mean) + ("" if std is None else f" ± {_number(std)}"))
         seeds = f"{len(group.used)}/{len(group.members)}"
         params = [str(group.params.get(k)) for k in result.keys]
         body.append([*params, seeds, f"{outcome} {count}/{len(group.members)}", *cells])

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import CollapseError, ConfigError, RunNotFoundError
 from ..rundir import CONFIG, METRICS, SWEEP, is_run_dir, list_runs, read_json, read_line
-from ..verdict import COMPLETE, DIMENSIONAL, HEALTHY
+from ..verdict import COMPLETE, DIMENSIONAL, HEALTHY, is_structural, min_eig_text
 from ..yamlfile import read_yaml
 from .run import Run, config_value, load_run
 
@@ -249,6 +249,16 @@ class Group:
         counts = Counter(m.outcome for m in self.members)
         best = max(counts, key=lambda o: (counts[o], -OUTCOMES.index(o)))
         return best, counts[best]
+
+    def min_eig_text(self) -> str | None:
+        """``0 (rank 32/128)`` when λ_min is structurally zero in every completed run (the
+        same rank below d in each), where its mean would be float round-off; else None."""
+        ranks = {int(f["rank"]) for f in self.finals if isinstance(f.get("rank"), int)}
+        dims = {r.dim for r in self.used}
+        if len(ranks) != 1 or len(dims) != 1 or len(self.finals) != len(self.used):
+            return None
+        rank, dim = ranks.pop(), dims.pop()
+        return min_eig_text(0.0, rank, dim) if dim and is_structural(rank, dim) else None
 
     @property
     def outcomes(self) -> Counter[str]:
