@@ -170,3 +170,19 @@ def test_steps_that_are_not_logged_read_nothing_back(monkeypatch, tmp_path: Path
         )
         counts.append(counter.count)
     assert counts[0] == counts[1] > 0
+
+
+def test_resolve_sweep_by_prefix_and_its_errors(tmp_path: Path):
+    from collapse_cli.rundir.folders import SWEEP, resolve_sweep
+
+    for folder in ["sweep-20260101-000000-a", "sweep-20260101-000100-b"]:
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / SWEEP).write_text("{}")
+    (tmp_path / "sweep-20260101-000200-not-one").mkdir()  # no sweep.json: not a sweep
+    assert resolve_sweep("sweep-20260101-0001", tmp_path) == tmp_path / "sweep-20260101-000100-b"
+    with pytest.raises(RunNotFoundError, match="ambiguous, 2 sweeps match: sweep-20260101-000000"):
+        resolve_sweep("sweep-2026", tmp_path)
+    with pytest.raises(RunNotFoundError, match="no such sweep folder"):
+        resolve_sweep("sweep-20260101-0002", tmp_path)
+    with pytest.raises(RunNotFoundError, match="not a sweep folder"):
+        resolve_sweep(tmp_path / "sweep-20260101-000200-not-one", tmp_path)

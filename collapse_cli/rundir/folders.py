@@ -71,12 +71,9 @@ def resolve_sweep(spec: str | Path, runs_dir: str | Path = "runs") -> Path:
     runs_dir = Path(runs_dir)
     names = sorted(runs_dir.iterdir()) if runs_dir.is_dir() else []
     found = [p for p in names if p.name.startswith(str(spec)) and is_sweep_dir(p)]
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise RunNotFoundError(f"{spec}: no such sweep folder (in {runs_dir} either)")
-    names = ", ".join(p.name for p in found[:10]) + (" ..." if len(found) > 10 else "")
-    raise RunNotFoundError(f"{spec}: ambiguous, {len(found)} sweeps match: {names}")
+    return _the_one(
+        found, f"{spec}: no such sweep folder (in {runs_dir} either)", spec, "sweeps match"
+    )
 
 
 def is_run_dir(path: Path) -> bool:
@@ -113,12 +110,17 @@ def resolve_run(spec: str | Path, runs_dir: str | Path = "runs") -> Path:
     if not matches:  # the run's name: <YYYYmmdd-HHMMSS>-<name>[-k]
         named = re.compile(rf"\d{{8}}-\d{{6}}-{re.escape(str(spec))}(-\d+)?")
         matches, what = [p for p in runs if named.fullmatch(p.name)], "runs have that name"
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise RunNotFoundError(f"{spec}: no such run in {runs_dir}")
-    names = ", ".join(p.name for p in matches[:10]) + (" ..." if len(matches) > 10 else "")
-    raise RunNotFoundError(f"{spec}: ambiguous, {len(matches)} {what} (newest first): {names}")
+    return _the_one(matches, f"{spec}: no such run in {runs_dir}", spec, f"{what} (newest first)")
+
+
+def _the_one(found: list[Path], missing: str, spec: str | Path, what: str) -> Path:
+    """The single folder of ``found``; else the error ``missing``, or one listing the matches."""
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise RunNotFoundError(missing)
+    names = ", ".join(p.name for p in found[:10]) + (" ..." if len(found) > 10 else "")
+    raise RunNotFoundError(f"{spec}: ambiguous, {len(found)} {what}: {names}")
 
 
 def sanitize_name(name: str) -> str:
