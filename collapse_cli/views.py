@@ -32,6 +32,12 @@ class ViewsConfig(BaseModel):
     )
     seed: int | None = Field(None, description="null: the run's seed + 7919")
     noise: float = Field(0.1, ge=0, description="std of additive Gaussian noise (data units)")
+    noise_features: int | None = Field(
+        None,
+        ge=1,
+        description="vectors: the noise goes to the last N features only (Jing et al. 2022's "
+        "augmentation covariance block_diag(0, noise² I)); null: every feature",
+    )
     mask: float = Field(0.1, ge=0, lt=1, description="probability that a feature is zeroed")
     scale: tuple[float, float] = Field(
         (0.8, 1.2), description="range of a per-sample multiplicative factor"
@@ -73,6 +79,24 @@ class ViewsConfig(BaseModel):
         if v is not None and not 0 < v[0] <= v[1] <= 1:
             raise ValueError(f"must be [low, high] with 0 < low <= high <= 1, got {list(v)}")
         return v
+
+
+def check_fits_data(cfg: ViewsConfig, shape: tuple[int, ...]) -> None:
+    """A ValueError when the views block asks for something this data's samples cannot take:
+    ``noise_features`` needs feature vectors with at least that many features."""
+    k = cfg.noise_features
+    if k is None:
+        return
+    if len(shape) != 1:
+        raise ValueError(
+            f"views.noise_features: applies to feature vectors; this data's samples have shape "
+            f"{list(shape)} (remove it, or use views.noise on every feature)"
+        )
+    if k > shape[0]:
+        raise ValueError(
+            f"views.noise_features: {k} is more than the data's {shape[0]} features "
+            f"(give 1 to {shape[0]}, or null for every feature)"
+        )
 
 
 def view_count(cfg: ViewsConfig, needed: int, loss: str) -> int:
@@ -140,7 +164,10 @@ def augment(x: torch.Tensor, cfg: ViewsConfig, g: torch.Generator) -> torch.Tens
     if cfg.mask > 0:
         x = x * (_uniform(g, x, *x.shape) >= cfg.mask)
     if cfg.noise > 0:
-        x = x + cfg.noise * torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
+        noise = cfg.noise * torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
+        if cfg.noise_features is not None and x.ndim == 2:  # the last k features only
+            noise[:, : x.shape[1] - cfg.noise_features] = 0
+        x = x + noise
     return x
 
 

@@ -15,7 +15,7 @@ from ..data import Data
 from ..encoders import output_dim
 from ..errors import ComponentBug, ConfigError
 from ..objectives import Objective
-from ..views import view_count
+from ..views import check_fits_data, view_count
 from ..yamlfile import dump_yaml
 
 
@@ -87,6 +87,7 @@ def build(cfg: RunConfig) -> Components:
         )
     try:
         view_count(cfg.views, objective.views, cfg.loss.name)
+        check_fits_data(cfg.views, dataset.shape)
         dim = output_dim(encoder, dataset.shape)
         objective.setup(encoder, dim, batch_size or dataset.n, dataset.n)
     except ValueError as e:
