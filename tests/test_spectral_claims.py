@@ -35,9 +35,10 @@ def float32_rank(z: np.ndarray, centred: bool) -> int:
     return int(np.linalg.matrix_rank(z - z.mean(axis=0) if centred else z, tol=tol))
 
 
-def step0_and_end(config: str, runs_dir) -> tuple[np.ndarray, np.ndarray]:
+def step0_and_end(config: str, runs_dir, steps: int = 500) -> tuple[np.ndarray, np.ndarray]:
     """The embeddings of a config's encoder as built (step 0) and of its run's end."""
-    overrides = ["log.plots=false"]
+    overrides = [f"train.steps={steps}", f"log.every={steps}", "log.plots=false"]
+    overrides += ["log.spectrum=false"]
     cfg = load_config(CONFIGS / config, overrides)
     parts = build(cfg)
     z0 = embed(parts.encoder, parts.data.x).double().numpy()
@@ -60,8 +61,9 @@ def test_demo_1_leaves_one_uncentred_direction_and_no_centred_one(runs_dir):
 
 
 def test_demo_2_is_never_full_rank_though_its_attainable_spectrum_rises(runs_dir):
-    # "Embedding space becomes full rank" and "smaller eigenvalues increase"
-    z0, z1 = step0_and_end("infonce-self.yaml", runs_dir)
+    # "Embedding space becomes full rank" and "smaller eigenvalues increase", on 100 of the
+    # demo's 500 steps (λ₃₂ is 0.332 at step 0, 0.402 at step 100, 0.437 at step 500)
+    z0, z1 = step0_and_end("infonce-self.yaml", runs_dir, steps=100)
     for z in (z0, z1):
         assert float32_rank(z, centred=True) == 32  # of 128, before and after
         assert float32_rank(z, centred=False) == 33  # the bias adds one uncentred direction
