@@ -87,7 +87,7 @@ def main() -> None:
     print(table([*heads, "rank from step", "eff. rank"], rows))
     if args.figure:
         draw(by_noise, args.figure)
-    save("jing_sweep", {"sweep": str(args.sweep), "by_noise": by_noise})
+    save("jing_sweep", {"sweep": args.sweep.name, "by_noise": by_noise})
 
 
 def draw(by_noise: dict[float, list[dict[str, Any]]], path: Path) -> None:
