@@ -461,7 +461,7 @@ def lidar(z: torch.Tensor, delta: float = LIDAR_DELTA, eps: float = LIDAR_EPS) -
     return _exp_entropy(eigvalsh_desc(gram, d), eps)
 
 
-PROBE_STEPS = 100  # L-BFGS iterations of the linear probe
+PROBE_STEPS = 50  # L-BFGS iterations of the linear probe (docs/metrics.md: why 50)
 PROBE_L2 = 1e-3  # its weight decay: (λ/2) ‖W‖² beside the mean cross-entropy
 
 
