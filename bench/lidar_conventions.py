@@ -25,8 +25,8 @@ from common import ROOT
 
 sys.path.insert(0, str(ROOT))
 
-from collapse_cli.metrics import LIDAR_DELTA, lidar  # noqa: E402
-from tests.test_lidar_probe import reptrix_style  # noqa: E402
+from collapse_cli.metrics import LIDAR_DELTA, lidar
+from tests.test_lidar_probe import reptrix_style
 
 
 def stable_pretraining_style(z: np.ndarray, delta: float = 1e-4, eps: float = 1e-8) -> float:

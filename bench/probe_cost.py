@@ -26,12 +26,12 @@ from common import ROOT, fmt_s, interleave, machine, save, table
 
 sys.path.insert(0, str(ROOT))
 
-from collapse_cli import metrics  # noqa: E402
-from collapse_cli.config import load_config  # noqa: E402
-from collapse_cli.encoders import embed  # noqa: E402
-from collapse_cli.training.build import build  # noqa: E402
-from collapse_cli.training.probes import Probes  # noqa: E402
-from collapse_cli.views import ViewMaker  # noqa: E402
+from collapse_cli import metrics
+from collapse_cli.config import load_config
+from collapse_cli.encoders import embed
+from collapse_cli.training.build import build
+from collapse_cli.training.probes import Probes
+from collapse_cli.views import ViewMaker
 
 
 def timed(fn: Callable[[], object], device: torch.device) -> Callable[[], float]:
