@@ -60,6 +60,13 @@ class TrainConfig(_Strict):
     threads: int | None = Field(None, gt=0)  # torch's CPU threads for the run; None: the default
 
 
+class LidarConfig(_Strict):
+    """``log.lidar``: LiDAR's probe set, drawn once from the run's seed (training/probes.py)."""
+
+    samples: int = Field(256, ge=2)  # n surrogate classes: samples of the training data
+    views: int = Field(8, ge=2)  # q augmented views of each
+
+
 class LogConfig(_Strict):
     every: int = Field(50, gt=0)
     spectrum: bool = True
@@ -69,6 +76,8 @@ class LogConfig(_Strict):
     tensorboard: bool = False  # also write TensorBoard scalars (the tensorboard extra)
     verdict: VerdictConfig = VerdictConfig()
     plots: bool = True  # draw the standard figures into plots/ when the run ends
+    lidar: LidarConfig | None = None  # LiDAR at log steps over its own probe set; None: off
+    probe: Literal["linear"] | None = None  # probe_acc at log steps (labelled data); None: off
 
 
 class RunConfig(_Strict):

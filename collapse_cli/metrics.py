@@ -17,7 +17,9 @@ from .linalg import (
     as_f64,
     centred,
     descending,
+    eig_on_device,
     eigvalsh_desc,
+    one_thread,
     pair_rows,
     products,
     read_back,
@@ -416,3 +418,98 @@ def compute_metrics(
         if value is not None:
             values[key] = value
     return {k: values[k] for k in ORDER if k in values} | read, eigs
+
+
+# ---------------------------------------------------------------------------- probes
+# Metrics of their own inputs rather than of the step's batch: measured at log steps on
+# rank 0 by training/probes.py (log.lidar, log.probe).
+LIDAR_DELTA = 1e-4  # δ of LiDAR's Σ_w + δ I (Thilak et al. 2023; absolute, in z's units²)
+LIDAR_EPS = RANKME_EPS  # ε of LiDAR's entropy, p_k = λ_k / ‖λ‖₁ + ε, as RankMe's
+
+
+@torch.no_grad()
+def lidar(z: torch.Tensor, delta: float = LIDAR_DELTA, eps: float = LIDAR_EPS) -> float:
+    """LiDAR (Thilak et al. 2023): the effective rank of the LDA matrix of ``z`` (n, q, d), q
+    augmented views of each of n samples, every sample its own surrogate class:
+
+    Σ_b = (1/(n−1)) Σ_i (μ_i − μ)(μ_i − μ)ᵀ,   Σ_w = (1/(n(q−1))) Σ_i Σ_j (z_ij − μ_i)(z_ij − μ_i)ᵀ
+    + δ I,   LiDAR = exp(−Σ_k p_k log p_k),  p_k = λ_k / ‖λ‖₁ + ε,
+
+    λ the d eigenvalues of Σ_w^{−1/2} Σ_b Σ_w^{−1/2} (μ_i the mean of sample i's views, μ their
+    mean). Those are the eigenvalues of L⁻¹ Σ_b L⁻ᵀ for the Cholesky factor Σ_w = L Lᵀ (a
+    similar matrix), formed as the smaller Gram of L⁻¹ (M − 1μᵀ)ᵀ. 0 when Σ_b = 0 (every
+    sample's views average to one point); NaN for non-finite z. Collapsed → 1 (or 0);
+    healthy → min(n − 1, d); k equally discriminable directions give ≈ k.
+    """
+    if z.ndim != 3 or z.shape[0] < 2 or z.shape[1] < 2 or z.shape[2] < 1:
+        raise ValueError(f"lidar needs (n, q, d) views with n, q >= 2, got {tuple(z.shape)}")
+    z64 = z.detach().to(torch.float64)
+    if not bool(torch.isfinite(z64).all()):
+        return math.nan
+    n, q, d = z64.shape
+    means = z64.mean(1)  # (n, d): μ_i
+    between = centred(means)  # (n, d): μ_i − μ
+    within = (z64 - means.unsqueeze(1)).reshape(n * q, d)  # (n q, d): z_ij − μ_i
+    s_w = syrk(within) / (n * (q - 1))  # (d, d)
+    s_w.diagonal().add_(delta)
+    if not eig_on_device(s_w):  # small: one copy to the host, decomposed there
+        s_w, between = s_w.cpu(), between.cpu()
+    with one_thread(s_w):
+        chol = torch.linalg.cholesky(s_w)  # (d, d) lower: Σ_w = L Lᵀ
+        a = torch.linalg.solve_triangular(chol, between.T, upper=False)  # (d, n): L⁻¹ (μ_i − μ)
+    gram = (syrk(a.T) if d <= n else syrk(a)) / (n - 1)  # (m, m), m = min(n, d)
+    return _exp_entropy(eigvalsh_desc(gram, d), eps)
+
+
+PROBE_STEPS = 50  # L-BFGS iterations of the linear probe (docs/metrics.md: why 50)
+PROBE_L2 = 1e-3  # its weight decay: (λ/2) ‖W‖² beside the mean cross-entropy
+
+
+def linear_probe_accuracy(
+    train_z: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_z: torch.Tensor,
+    test_labels: torch.Tensor,
+    steps: int = PROBE_STEPS,
+    l2: float = PROBE_L2,
+) -> float:
+    """Held-out accuracy of a multinomial logistic regression fitted to frozen embeddings.
+
+    Features: both sets centred by the train mean and divided by one scale, the train's RMS
+    spread √(tr(C)/d) (one number, so the probe ignores the embeddings' scale, as kNN's cosine
+    does, and a direction with little variance relative to the others stays small). Fit:
+    logits x W + b, loss mean cross-entropy + (λ/2)‖W‖², λ = ``l2`` (the bias is not
+    penalised), full batch in float64 on the embeddings' device, from W = 0, b = 0 (no random
+    draw: nothing to seed, no RNG stream touched), at most ``steps`` L-BFGS iterations with a
+    strong-Wolfe line search. The problem is strictly convex in W, so the result is its one
+    optimum up to the iteration budget. Prediction: the largest logit, ties to the smallest
+    label. Embeddings collapsed to one point have zero features: the fit is the bias alone,
+    the log of the training class shares, so it predicts the training majority class.
+    Collapsed: that class's share of the held-out labels. Healthy: well above it.
+    """
+    x = as_f64(train_z)
+    xt = as_f64(test_z).to(x.device)
+    y = train_labels.to(x.device, torch.long)
+    yt = test_labels.to(x.device, torch.long)
+    mean = x.mean(0)
+    scale = float((x - mean).pow(2).sum(0).mean() / max(x.shape[0] - 1, 1)) ** 0.5
+    scale = scale if scale > 0 and math.isfinite(scale) else 1.0
+    x, xt = (x - mean) / scale, (xt - mean) / scale
+    classes = int(max(int(y.max()), int(yt.max()))) + 1
+    w = torch.zeros(x.shape[1], classes, dtype=x.dtype, device=x.device, requires_grad=True)
+    b = torch.zeros(classes, dtype=x.dtype, device=x.device, requires_grad=True)
+    lbfgs = torch.optim.LBFGS(
+        [w, b], lr=1, max_iter=steps, history_size=10, line_search_fn="strong_wolfe",
+        tolerance_grad=1e-10, tolerance_change=1e-14,
+    )  # fmt: skip
+
+    def closure() -> torch.Tensor:
+        lbfgs.zero_grad()
+        loss = torch.nn.functional.cross_entropy(x @ w + b, y) + 0.5 * l2 * w.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        lbfgs.step(closure)
+    with torch.no_grad():
+        return float(((xt @ w + b).argmax(1) == yt).double().mean())

@@ -75,7 +75,7 @@ print(loaded)
 
 def test_the_catalogue_names_exactly_the_metrics_the_code_computes():
     computed = set(metrics.ON_DEVICE) | set(metrics.FROM_SPECTRUM)
-    logged_by_the_loop = {"grad_norm", "knn_acc", "recall_at_1"}
+    logged_by_the_loop = {"grad_norm", "knn_acc", "recall_at_1", "lidar", "probe_acc"}
     assert computed | logged_by_the_loop == {m.key for m in catalogue.METRICS}
 
 

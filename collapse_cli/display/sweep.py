@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .tables import print_figures
+from .tables import print_figures, print_predictors
 from .text import fmt, marked, print_error, print_lines, print_table
 
 
@@ -250,5 +250,6 @@ def print_seed_comparison(console: Console, result: Any) -> None:
             if member.status in ("diverged", "failed"):
                 name = member.run.id if member.run else f"seed {member.seed}"
                 print_lines(console, f"left out of the means: {name} ({member.status})")
+    print_predictors(console, result.predictors)
     if result.out:
         print_figures(console, result.figures, result.out)

@@ -237,6 +237,7 @@ def print_comparison(console: Console, result: Any) -> None:
         for r, row in enumerate(result.rows[:-1]):  # a rule under each metric's max
             table.rows[r].end_section = row.stat == "max"
         print_table(console, table)
+    print_predictors(console, result.predictors)
     if result.out:
         print_figures(console, result.figures, result.out)
 
@@ -277,3 +278,41 @@ def print_inspected(
     print_inspection(console, name, report)
     if folder:
         print_lines(console, written, str(folder))
+
+
+# --------------------------------------------------------------------------- predictors
+def print_predictors(console: Console, predictors: Any) -> None:
+    """``collapse compare``: Kendall's τ-b of each final metric against the final kNN and probe
+    accuracy over the runs (reading/predicts.py), strongest first; a note when there are too
+    few runs for it to mean anything."""
+    if predictors is None:
+        return
+    from ..reading.predicts import MIN_RUNS
+
+    names = {"knn_acc": "kNN accuracy", "probe_acc": "probe accuracy"}
+    runs = predictors.runs
+    if not predictors.enough:
+        print_lines(
+            console,
+            f"which metric tracks accuracy: {runs} run{'s' * (runs != 1)} with a final accuracy; "
+            f"a rank correlation needs at least {MIN_RUNS} to mean anything",
+        )
+        return
+    table = Table(title=f"Kendall τ-b over {runs} runs", title_justify="left")
+    table.add_column("metric", style="bold", no_wrap=True)
+    for target in predictors.targets:
+        table.add_column(f"τ vs {names.get(target, target)}", justify="right", no_wrap=True)
+    for row in predictors.rows:
+        cells_ = []
+        for target in predictors.targets:
+            tau, n = row.taus[target], row.counts[target]
+            text = "-" if tau is None else f"{tau:+.2f}"
+            cells_.append(text + (f" ({n} runs)" if n != runs else ""))
+        table.add_row(row.metric, *cells_)
+    print_lines(
+        console,
+        "which metric tracks accuracy: the final value of each metric against the final "
+        "accuracy, over the runs that ran to their end (+1: it ranks the runs as the accuracy "
+        "does; −1: in reverse; -: too few runs or a constant)",
+    )
+    print_table(console, table)

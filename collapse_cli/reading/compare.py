@@ -14,6 +14,7 @@ from ..catalogue import ORDER, OVERLAID
 from ..errors import ConfigError
 from ..rundir import COMPARISON, create_stamped, write_json
 from ..verdict import min_eig_text
+from .predicts import Predictors, of_runs
 from .run import Run, load_run
 
 if TYPE_CHECKING:
@@ -59,6 +60,11 @@ class Comparison:
     rows: list[MetricRow]
     out: Path | None = None  # where the figures went
     figures: list[Path] = field(default_factory=list)
+    # Kendall's τ-b of each final metric against the final accuracies (reading/predicts.py)
+    predictors: Predictors | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.predictors = of_runs(self.runs)
 
 
 def flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -100,6 +100,7 @@ def _min_eig_rank(ax: Axes, run: Run) -> None:
 def _ranks(ax: Axes, run: Run) -> None:
     steps = run.array("step")
     names = [("effective_rank", "effective rank"), ("rankme", "RankMe"), ("rank", "numerical rank")]
+    names.append(("lidar", "LiDAR (its own probe set)"))  # drawn only when log.lidar was on
     for color, (key, label) in zip(OKABE_ITO, names, strict=False):
         if key in (run.summary.get("max") or {}):  # logged, with a finite value
             ds = "steps-post" if key == "rank" else "default"
@@ -121,12 +122,18 @@ def _knn(ax: Axes, run: Run) -> None:
     k = config_value(run.config, "log.knn_k")
     k = k if isinstance(k, int) else KNN_K  # a Monitor's config is the user's own
     ax.plot(run.array("step"), run.array("knn_acc"), color=OKABE_ITO[4], label="kNN accuracy")
+    probe = "probe_acc" in (run.summary.get("max") or {})  # log.probe: linear
+    if probe:
+        ax.plot(run.array("step"), run.array("probe_acc"), color=OKABE_ITO[1], label="linear probe")
     chance = run.summary.get("knn_chance")
     if chance is not None:
         draw_reference(ax, chance, f"chance (largest class) = {chance:.3g}", note=False)
+    if chance is not None or probe:
         ax.legend(loc="best")
     ax.set_ylim(0, 1.02)
-    ax.set(title="kNN accuracy on held-out data", xlabel="step", ylabel=f"accuracy (k = {k})")
+    title = "kNN and linear-probe accuracy" if probe else "kNN accuracy"
+    ylabel = f"accuracy (kNN: k = {k})" if probe else f"accuracy (k = {k})"
+    ax.set(title=f"{title} on held-out data", xlabel="step", ylabel=ylabel)
 
 
 def _recall(ax: Axes, run: Run) -> None:

@@ -19,6 +19,7 @@ from ..rundir import (
     write_json,
 )
 from .compare import Comparison, compare_runs, differing_keys, run_labels
+from .predicts import Predictors, predictors
 from .run import Run, load_run
 from .sweep import STUDY, Group, Sweep, open_sweep, seed_groups, sweep_groups
 
@@ -32,6 +33,11 @@ class SeedComparison:
     metrics: list[str]  # every final metric the completed runs share, the study's first
     out: Path | None = None  # where the figures went
     figures: list[Path] = field(default_factory=list)
+    # Kendall's τ-b over every completed run, not over the groups' means (reading/predicts.py)
+    predictors: Predictors | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.predictors = predictors([f for g in self.groups for f in g.finals])
 
 
 def _metrics(groups: list[Group]) -> list[str]:

@@ -17,6 +17,7 @@ from ..errors import ComponentBug, ConfigError
 from ..objectives import Objective
 from ..views import check_fits_data, view_count
 from ..yamlfile import dump_yaml
+from .probes import check_probes
 
 
 @dataclass
@@ -88,6 +89,7 @@ def build(cfg: RunConfig) -> Components:
     try:
         view_count(cfg.views, objective.views, cfg.loss.name)
         check_fits_data(cfg.views, dataset.shape)
+        check_probes(cfg, data, objective.views)  # log.lidar and log.probe fit this run
         dim = output_dim(encoder, dataset.shape)
         objective.setup(encoder, dim, batch_size or dataset.n, dataset.n)
     except ValueError as e:

@@ -21,6 +21,7 @@ from ..views import ViewMaker
 from .build import Components
 from .checkpoint import Position, restore_checkpoint, save_checkpoint
 from .distributed import World
+from .probes import Probes
 
 
 class Reporter(Protocol):
@@ -99,6 +100,7 @@ def train(
     # So do the augmented views (views.seed), drawn on the run's device.
     make_views = ViewMaker(cfg.views, objective.views, cfg.seed, device, cfg.loss.name)
     generators = {"order": order, "views": make_views.generator}  # saved with checkpoints
+    probes = Probes(cfg, data, device)  # log.lidar's fixed views, log.probe (own generators)
     bf16 = cfg.train.autocast == "bf16"  # the encoder and loss in bfloat16; metrics stay float64
     at = Position(0, 0.0, torch.arange(n), n if batch_size < n else 0)
     if resume is not None:
@@ -145,6 +147,7 @@ def train(
             if log_step and pairs and world.main:  # recall@1 of held-out pairs, likewise
                 queries, partners = (embed(encoder, part) for part in data.pairs)
                 recall = metrics.recall_at_1(queries, partners)
+            probed = probes(encoder) if log_step and world.main else {}  # LiDAR, linear probe
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 out = model(views)  # objective(encoder, views)
             optimizer.zero_grad(set_to_none=True)
@@ -179,6 +182,7 @@ def train(
                     row["knn_acc"] = knn  # held-out split against the training set, eval mode
                 if still_finite and pairs and world.main:
                     row["recall_at_1"] = recall  # held-out pairs (text data), eval mode
+                row |= probed if still_finite else {}
                 writer.append_metrics(row)
                 if not still_finite or not math.isfinite(values["variance"]):
                     status, diverged_at = "diverged", step
