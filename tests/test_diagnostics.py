@@ -239,3 +239,49 @@ def test_the_verdict_line_wraps_to_the_table_width_in_a_pipe(cli, tmp_path):
     verdict = next(i for i, line in enumerate(out) if line.startswith("verdict:"))
     assert all(len(line) <= width for line in out[verdict:])
     assert len(out[verdict]) > 80  # not cut at Rich's default 80 columns
+
+
+# ---------------------------------------------------------------------------- dimensions
+def test_dead_axes_are_found_by_index_and_the_dominant_share_matches_numpy():
+    """Axes 2 and 5 constant (5 at a large value), axis 7 with a variance of 1e-30 of the
+    others (as real models have: all-MiniLM-L6-v2 has three such axes): dead. Axis 0 weak
+    (variance 1e-6 of the others) but real: alive."""
+    rng = np.random.default_rng(14)
+    z = rng.standard_normal((300, 10)) * np.array([1e-3] + [1.0] * 8 + [3.0])
+    z[:, 2], z[:, 5] = 0.25, 1e3
+    z[:, 7] = 1.0 + 1e-15 * rng.standard_normal(300)  # below float64's rounding of 1.0
+    got, _ = M.compute_metrics(torch.from_numpy(z))
+    dims = M.dimensions(torch.from_numpy(z), got["max_eig"])
+    assert dims["dead"] == [2, 5, 7]
+    lam = _np_spectrum(z)
+    assert dims["dominant_share"] == pytest.approx(lam[0] / lam.sum(), rel=1e-9)
+    var = z.var(0, ddof=1)
+    assert dims["top_axis"] == 9 and dims["top_axis_share"] == pytest.approx(var[9] / var.sum())
+    assert got["rank"] == 7  # the rank does not count the three dead axes either
+
+
+def test_a_point_has_every_axis_dead_and_a_healthy_cloud_none():
+    point = torch.full((20, 6), 2.0)
+    assert M.dimensions(point, 0.0)["dead"] == list(range(6))
+    assert M.dimensions(point, 0.0)["dominant_share"] is None
+    cloud = torch.randn(200, 6, generator=torch.Generator().manual_seed(15))
+    assert M.dimensions(cloud, M.compute_metrics(cloud)[0]["max_eig"])["dead"] == []
+
+
+def test_the_run_summary_names_dead_dimensions(tmp_path):
+    from collapse_cli import Monitor
+
+    g = torch.Generator().manual_seed(16)
+    with Monitor(tmp_path, name="dead", every=1) as monitor:
+        for step in range(2):
+            z = torch.randn(64, 8, generator=g)
+            z[:, 3] = 0.5  # one axis carries nothing
+            monitor.log(step, z)
+    dims = monitor.summary["dimensions"]
+    assert dims["dead"] == [3]
+    lam = _np_spectrum(z.double().numpy())
+    assert dims["dominant_share"] == pytest.approx(lam[0] / lam.sum(), rel=1e-9)
+    import json
+
+    saved = json.loads((monitor.path / "summary.json").read_text())
+    assert saved["dimensions"]["dead"] == [3]

@@ -52,6 +52,8 @@ def print_summary(console: Console, path: Any, summary: dict[str, Any]) -> None:
         fields.append(("final", "  ".join(f"{label(k)} {cell(k, final, dim)}" for k in keys)))
         if "min_eig_note" in summary:
             fields.append(("note", summary["min_eig_note"]))
+        if summary.get("dimensions"):
+            fields.append(("dimensions", dimensions_line(summary["dimensions"], dim)))
     print_fields(console, fields)
     print_lines(console, str(path))
 

@@ -285,6 +285,7 @@ def _finish(
         knn_chance=knn_chance(labels) if any("knn_acc" in r for r in rows) else None,
         recall_chance=1 / len(parts.data.pairs[0]) if parts.data.pairs is not None else None,
         diverged_at=result.diverged_at,
+        dimensions=result.dims,
     )
     if cfg.log.embeddings and result.status != "diverged":
         summary["embeddings"] = _save_embeddings(path, parts, cfg.log.embeddings)

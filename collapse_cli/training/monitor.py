@@ -93,6 +93,7 @@ class Monitor:
         self._dim, self._batch, self._last_step = 0, 0, -1
         self._diverged_at: int | None = None
         self._knn_chance: float | None = None
+        self._last: tuple[torch.Tensor, float] | None = None  # z and λ₁ of the last finite step
         self._closed = False
         self._t0 = time.perf_counter()
 
@@ -137,6 +138,7 @@ class Monitor:
             wall_time_s=time.perf_counter() - self._t0,
             knn_chance=self._knn_chance,
             diverged_at=self._diverged_at,
+            dimensions=metrics.dimensions(*self._last) if self._last is not None else None,
         )
         try:
             finish_run(self.path, self._meta, summary, **({"error": error} if error else {}))
@@ -269,6 +271,7 @@ class Monitor:
             self._diverged_at = step
         if finite and self._diverged_at is None:
             self._rows.append(row)
+            self._last = (z, row["max_eig"])  # its dead dimensions are measured at close
 
     def _open(self, z: torch.Tensor) -> None:
         """The run folder, its config.yaml and meta.json (at the first logged step)."""
