@@ -285,3 +285,20 @@ def test_the_run_summary_names_dead_dimensions(tmp_path):
 
     saved = json.loads((monitor.path / "summary.json").read_text())
     assert saved["dimensions"]["dead"] == [3]
+
+
+def test_the_run_summary_holds_the_collapsed_knn_score(tmp_path):
+    """Labelled data through a Monitor: knn_collapsed is the held-out share of the training
+    majority of the seeded split, recomputed here from the split itself."""
+    from collapse_cli import Monitor
+    from collapse_cli.data import split
+
+    g = torch.Generator().manual_seed(17)
+    z, y = torch.randn(200, 4, generator=g), torch.randint(0, 3, (200,), generator=g)
+    with Monitor(tmp_path, name="knn", every=1) as monitor:
+        monitor.log(0, z, labels=y)
+    part = split(z, y, 0.2, 0)
+    majority = int(torch.bincount(part.labels).argmax())
+    expected = float((part.labels_test == majority).double().mean())
+    assert monitor.summary["knn_collapsed"] == pytest.approx(expected)
+    assert monitor.summary["knn_collapsed"] <= monitor.summary["knn_chance"]
