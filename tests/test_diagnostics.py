@@ -19,6 +19,12 @@ from collapse_cli.interpretation import alpha_of_noise
 U32, U64 = 2.0**-24, 2.0**-53  # unit roundoff of float32 and float64
 
 
+@pytest.fixture
+def no_figures(monkeypatch):
+    """Run folders without their figures (drawing them is not what these tests check)."""
+    monkeypatch.setattr("collapse_cli.training.lifecycle._plot", lambda path, meta: None)
+
+
 def _np_spectrum(z: np.ndarray) -> np.ndarray:
     """λ₁ ≥ … of the sample covariance, by NumPy in float64 (the independent computation)."""
     return np.sort(np.linalg.eigvalsh(np.cov(z.astype(np.float64), rowvar=False)))[::-1]
@@ -268,7 +274,7 @@ def test_a_point_has_every_axis_dead_and_a_healthy_cloud_none():
     assert M.dimensions(cloud, M.compute_metrics(cloud)[0]["max_eig"])["dead"] == []
 
 
-def test_the_run_summary_names_dead_dimensions(tmp_path):
+def test_the_run_summary_names_dead_dimensions(tmp_path, no_figures):
     from collapse_cli import Monitor
 
     g = torch.Generator().manual_seed(16)
@@ -287,7 +293,7 @@ def test_the_run_summary_names_dead_dimensions(tmp_path):
     assert saved["dimensions"]["dead"] == [3]
 
 
-def test_the_run_summary_holds_the_collapsed_knn_score(tmp_path):
+def test_the_run_summary_holds_the_collapsed_knn_score(tmp_path, no_figures):
     """Labelled data through a Monitor: knn_collapsed is the held-out share of the training
     majority of the seeded split, recomputed here from the split itself."""
     from collapse_cli import Monitor
@@ -302,3 +308,24 @@ def test_the_run_summary_holds_the_collapsed_knn_score(tmp_path):
     expected = float((part.labels_test == majority).double().mean())
     assert monitor.summary["knn_collapsed"] == pytest.approx(expected)
     assert monitor.summary["knn_collapsed"] <= monitor.summary["knn_chance"]
+
+
+def test_compare_shows_the_round_off_lambda_1_of_a_rank_0_run_as_0(tmp_path, no_figures):
+    """A cloud whose spread (1e-9 around 1) is below float32's resolution: rank 0 with a
+    positive λ₁ in metrics.jsonl, which compare shows as 0 (rank 0/8), never beside rank 0."""
+    from collapse_cli import Monitor
+    from collapse_cli.reading.compare import compare_runs
+
+    g = torch.Generator().manual_seed(18)
+    paths = []
+    for name, spread in [("roundoff", 1e-9), ("spread", 1.0)]:
+        with Monitor(tmp_path, name=name, every=1) as monitor:
+            z = (1.0 + spread * torch.randn(100, 8, generator=g, dtype=torch.float64)).float()
+            monitor.log(0, z)
+        paths.append(monitor.path)
+    final = monitor.summary["final"]
+    assert final["rank"] == 8 and final["max_eig"] > 0
+    result = compare_runs(paths, figures=False)
+    row = next(r for r in result.rows if r.metric == "max_eig" and r.stat == "final")
+    assert row.texts[0] == "0 (rank 0/8)" and row.values[0] == 0.0
+    assert row.texts[1] is None and row.values[1] == pytest.approx(final["max_eig"])
