@@ -53,7 +53,9 @@ def print_summary(console: Console, path: Any, summary: dict[str, Any]) -> None:
         if "min_eig_note" in summary:
             fields.append(("note", summary["min_eig_note"]))
         if summary.get("dimensions"):
-            fields.append(("dimensions", dimensions_line(summary["dimensions"], dim)))
+            fields.append(
+                ("axes", dimensions_line(summary["dimensions"], dim))
+            )  # no wider than "verdict"
     print_fields(console, fields)
     print_lines(console, str(path))
 
