@@ -16,7 +16,7 @@ from .config import VerdictConfig
 from .data import _check_split, split
 from .errors import ConfigError
 from .interpretation import readings
-from .metrics import compute_metrics, knn_accuracy, knn_chance
+from .metrics import compute_metrics, dimensions, knn_accuracy, knn_chance, knn_collapsed
 from .rundir import write_json
 from .verdict import verdict, zero_label
 
@@ -78,6 +78,7 @@ class Report:
     spectrum: list[float]
     knn: dict[str, Any] | None = None
     source: str | None = None
+    dimensions: dict[str, Any] | None = None  # metrics.dimensions: dead axes, dominant share
 
     def to_json(self) -> dict[str, Any]:
         """The content of inspect.json: the source first, then the fields in order."""
@@ -100,7 +101,8 @@ def knn_split(z: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
     x, y = part.x[:KNN_MAX_TRAIN], part.labels[:KNN_MAX_TRAIN]
     x_test, y_test = part.x_test[:KNN_MAX_TEST], part.labels_test[:KNN_MAX_TEST]
     acc = knn_accuracy(x, y, x_test, y_test, k=KNN_K)
-    info = {"accuracy": acc, "chance": knn_chance(y_test), "classes": int(labels.unique().numel())}
+    info = {"accuracy": acc, "chance": knn_chance(y_test), "collapsed": knn_collapsed(y, y_test)}
+    info["classes"] = int(labels.unique().numel())
     info |= {"k": min(KNN_K, len(y)), "train": len(y), "test": len(y_test)}
     return info | {"test_fraction": KNN_TEST_FRACTION, "seed": KNN_SEED}
 
@@ -113,6 +115,7 @@ def inspect_embeddings(
     dtype = str(check_embeddings(z).dtype).removeprefix("torch.")
     n, d = z.shape
     metrics, eigs = compute_metrics(z)
+    dims = dimensions(z, metrics["max_eig"])
     knn = knn_split(z, labels) if labels is not None else None
     if knn is not None:
         metrics["knn_acc"] = knn.pop("accuracy")
@@ -123,13 +126,14 @@ def inspect_embeddings(
         shape=(n, d),
         dtype=dtype,
         metrics=metrics,
-        readings=readings(metrics, spectrum, n, thresholds, knn),
+        readings=readings(metrics, spectrum, n, thresholds, knn, dims),
         spectrum=spectrum,
         reference_rank=ref,
         verdict=kind,
         reason=reason,
         thresholds=thresholds,
         knn=knn,
+        dimensions=dims,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -57,46 +58,76 @@ def spectrum(z: torch.Tensor) -> torch.Tensor:
 
 
 def rank_tolerance(n: int, d: int, dtype: torch.dtype = torch.float32) -> float:
-    """Relative eigenvalue tolerance of `numerical_rank`: λ_i counts when λ_i > λ₁ · rtol.
+    """The part of `rank_threshold` relative to λ₁ of the centred covariance:
 
-    Embeddings computed in ``dtype`` (float32, float64):
-
-    rtol = max((max(N, d) · eps)², max(N, d) · eps_f64),   eps = machine epsilon of ``dtype``.
+    max((max(N, d) · eps)², max(N, d) · eps_f64),   eps = machine epsilon of ``dtype``, or of
+    float32 for 16-bit dtypes (whose values are taken as float32 results rounded once).
 
     The first term is numpy.linalg.matrix_rank's default (σ_i > σ₁ · max(N, d) · eps) on the
-    singular values of Zc, squared because λ ∝ σ²; the second is the same rule for the float64
-    matrix C itself, the resolution of its decomposition (it only matters for float64 input).
-    float32, N = 512, d = 128: rtol = 3.7e-9.
-
-    16-bit ``dtype`` (float16, bfloat16: autocast outputs, half-precision files): the values are
-    taken as wider results rounded once to 16 bits, which moves each entry by at most u·|z|,
-    u = eps/2. The rounding error E then has ‖E‖₂ ≤ ‖E‖_F ≤ u·‖Z‖_F ≤ u·√min(N, d)·σ₁(Z), and
-    no singular value of Zc moves by more (Weyl), so
-
-    rtol = max(u² · min(N, d), float32's rtol),
-
-    relative to σ₁(Z)²/(N−1). bfloat16, N = 512, d = 128: 1.95e-3; float16: 3.0e-5. (The
-    matrix_rank rule would reach 1, rank 0, at max(N, d) = 128 for bfloat16.)
+    singular values of Zc, squared because λ ∝ σ²: a heuristic for the error of the computation
+    that produced Z (a float32 layer's dot products), which the data cannot tell. The second is
+    the same rule for the float64 matrix C itself, the resolution of its product and
+    decomposition. float32, N = 512, d = 128: 3.7e-9.
     """
+    m, eps = max(n, d), torch.finfo(dtype).eps
     if torch.finfo(dtype).bits <= 16:
-        u = torch.finfo(dtype).eps / 2
-        return max(u * u * min(n, d), rank_tolerance(n, d, torch.float32))
-    m = max(n, d)
-    return max((m * torch.finfo(dtype).eps) ** 2, m * torch.finfo(torch.float64).eps)
+        eps = torch.finfo(torch.float32).eps
+    return max((m * eps) ** 2, m * torch.finfo(torch.float64).eps)
+
+
+def rounding_bound(second_moment: float, dtype: torch.dtype = torch.float32) -> float:
+    """u² · ‖Z‖_F² / (N − 1), u = eps/2 the unit roundoff of ``dtype``, ``second_moment`` =
+    ‖Z‖_F² / (N − 1) (the trace of the uncentred ZᵀZ / (N − 1), mean included): the largest
+    eigenvalue that rounding Z to ``dtype`` can put into the centred covariance in a direction
+    where the exact data have none.
+
+    Each stored entry is z_ij (1 + δ_ij), |δ_ij| ≤ u, so the error E has |E_ij| ≤ u |z_ij| and
+    ‖E‖₂ ≤ ‖E‖_F ≤ u ‖Z‖_F. Centring is a projection P = I − 11ᵀ/N, ‖P‖₂ = 1, so the centred
+    error PE has ‖PE‖₂ ≤ u ‖Z‖_F, and by Weyl's inequality no singular value of Zc moves by more:
+    an empty direction (σ = 0) gets σ ≤ u ‖Z‖_F, λ = σ² / (N − 1) ≤ u² ‖Z‖_F² / (N − 1). A shared
+    offset enters through ‖Z‖_F (the error of an entry scales with the entry), not the spread.
+    """
+    u = torch.finfo(dtype).eps / 2
+    return u * u * second_moment
+
+
+def rank_threshold(
+    eigs: torch.Tensor,
+    n: int,
+    dtype: torch.dtype = torch.float32,
+    second_moment: float | None = None,
+) -> float:
+    """The eigenvalue above which a direction counts towards `numerical_rank`:
+
+    τ = max(rounding_bound(‖Z‖_F² / (N − 1), dtype), λ₁ · rank_tolerance(N, d, dtype)),
+
+    λ₁ = eigs[0], the largest eigenvalue of the centred covariance. ``second_moment`` is
+    ‖Z‖_F² / (N − 1); None takes the data as centred (‖Zc‖_F² / (N − 1) = Σλ). The first term
+    bounds what rounding the stored values can add (a proven bound, offset included); the second
+    what the float64 computation here and the computation that produced Z leave, both on the
+    scale of the centred cloud itself. docs/metrics.md, *Rank tolerance*.
+    """
+    top = float(eigs[0])
+    moment = float(eigs.sum()) if second_moment is None else second_moment
+    return max(rounding_bound(moment, dtype), top * rank_tolerance(n, eigs.numel(), dtype))
 
 
 def numerical_rank(
-    eigs: torch.Tensor, n: int, dtype: torch.dtype = torch.float32, scale: float | None = None
+    eigs: torch.Tensor,
+    n: int,
+    dtype: torch.dtype = torch.float32,
+    second_moment: float | None = None,
 ) -> int:
-    """#{i : λ_i > s · rank_tolerance(N, d, dtype)} for a descending spectrum, s = ``scale`` or
-    λ₁; 0 when s == 0. `compute_metrics` passes s = σ₁(Z)² / (N − 1), the largest eigenvalue of
-    the *uncentred* second moment: Z's rounding error scales with Z, mean included, so a cloud
-    that has shrunk around a distant point loses rank instead of counting round-off as rank.
+    """#{i : λ_i > τ} for a descending spectrum, τ = `rank_threshold`; 0 when λ₁ == 0.
+    `compute_metrics` passes second_moment = ‖Z‖_F² / (N − 1): a cloud that has shrunk around
+    a distant point loses rank when its spread reaches the rounding of the values, and a spread
+    that rounding cannot have made counts however large the offset.
 
     Collapsed: 0 (a point) or 1 (a line). Healthy: up to min(d, N − 1).
     """
-    tol = (float(eigs[0]) if scale is None else scale) * rank_tolerance(n, eigs.numel(), dtype)
-    return int((eigs > tol).sum())
+    if not float(eigs[0]) > 0:
+        return 0
+    return int((eigs > rank_threshold(eigs, n, dtype, second_moment)).sum())
 
 
 def effective_rank_from_spectrum(eigs: torch.Tensor) -> float:
@@ -196,7 +227,11 @@ def _uniformity_of_unit(u: torch.Tensor, t: float = UNIFORMITY_T) -> torch.Tenso
     instead of M²/2 explicit differences): ‖u_i − u_j‖² = g_ii + g_jj − 2 g_ij, so
     exp(−t ‖u_i − u_j‖²) = a_i a_j exp(2t g_ij) with a_i = exp(−t g_ii). The sum over i ≠ j is
     aᵀ E a minus its diagonal (each term 1: ‖u_i − u_i‖² = 0); by symmetry its mean is the mean
-    over i < j. exp(2t g) ≤ e⁴ for unit rows: no overflow."""
+    over i < j. exp(2t g) ≤ e⁴ for unit rows: no overflow.
+
+    Every term is ≤ 1, so the value is ≤ 0: it is clamped there against round-off, and it is
+    exactly 0 when all the rows are one vector (then every distance is 0, whatever round-off
+    the Gram route leaves, e.g. for rows at 1e8), decided on the device, no synchronisation."""
     m = u.shape[0]
     if m < 2:
         return None
@@ -204,7 +239,8 @@ def _uniformity_of_unit(u: torch.Tensor, t: float = UNIFORMITY_T) -> torch.Tenso
     a = g.diagonal().mul(-t).exp()  # (M,)
     e = g.mul_(2 * t).exp_()  # (M, M), in place: g is not needed any more
     total = a @ (e @ a) - (a * a * e.diagonal()).sum()
-    return (total / (m * (m - 1))).log()
+    value = (total / (m * (m - 1))).log().clamp(max=0.0)
+    return torch.where((u == u[:1]).all(), 0.0, value)
 
 
 @torch.no_grad()
@@ -259,6 +295,47 @@ def knn_chance(test_labels: torch.Tensor) -> float:
     """The chance level of `knn_accuracy`: the share of the largest class among the held-out
     labels, what always guessing it scores."""
     return float(torch.bincount(test_labels.long()).max()) / len(test_labels)
+
+
+def knn_collapsed(train_labels: torch.Tensor, test_labels: torch.Tensor) -> float:
+    """What `knn_accuracy` scores when the embeddings have collapsed to one point: every query
+    votes with the whole train set and gets its majority class (the smallest label of a tie),
+    so the score is that class's share among the held-out labels. It is at most `knn_chance`
+    (equal when the train and held-out splits share their majority class)."""
+    majority = int(torch.bincount(train_labels.long()).argmax())  # first maximum: smallest
+    return float((test_labels.long() == majority).double().mean())
+
+
+@torch.no_grad()
+def dimensions(
+    z: torch.Tensor, max_eig: float, precision: torch.dtype | None = None
+) -> dict[str, Any]:
+    """Dead and dominant dimensions of z (N, d), given λ₁ = ``max_eig`` of its covariance:
+
+    ``dead``: the coordinate axes j (0-based) whose variance C_jj is at most the rank
+    threshold τ (`rank_threshold`, the same as `numerical_rank`'s): variance that rounding of
+    the values could have made, so none; ``threshold``: τ; ``dominant_share``: λ₁ / Σλ, the
+    share of the variance on the dominant direction (Σλ = tr C = Σ_j C_jj); ``top_axis``, and
+    ``top_axis_share``: the axis with the largest variance and its share of tr C. O(N·d), no
+    decomposition; ``precision``: the dtype z was computed in (default z.dtype).
+    """
+    z64 = as_f64(z)
+    n = z64.shape[0]
+    axis_var = centred(z64).pow(2).sum(0).div_(max(n - 1, 1)).cpu()  # (d,): C_jj
+    moment = float(z64.pow(2).sum()) / max(n - 1, 1)  # ‖Z‖_F² / (N − 1)
+    tol = max(
+        rounding_bound(moment, precision or z.dtype),
+        max_eig * rank_tolerance(n, z64.shape[1], precision or z.dtype),
+    )
+    total = float(axis_var.sum())
+    top = int(axis_var.argmax())
+    return {
+        "dead": (axis_var <= tol).nonzero().flatten().tolist(),
+        "threshold": tol,
+        "dominant_share": max_eig / total if total > 0 else None,
+        "top_axis": top,
+        "top_axis_share": float(axis_var[top]) / total if total > 0 else None,
+    }
 
 
 KNN_BLOCK = 1 << 23  # elements of one block of test-train similarities (64 MiB in float64)
@@ -411,8 +488,8 @@ def compute_metrics(
         # A diverged step: NaN for every metric that applies to any spectrum.
         values |= {k: math.nan for k in FROM_SPECTRUM if k not in NEEDS_RANK}
         return {k: values[k] for k in ORDER if k in values} | read, eigs.fill_(math.nan)
-    scale = max(float(eigs[0]), float(gram_eigs[0]) / max(n - 1, 1))  # σ₁(Z)²/(N−1) ≥ λ₁
-    spectra = Spectra(eigs, gram_eigs, numerical_rank(eigs, n, precision or z.dtype, scale))
+    moment = float(gram_eigs.sum()) / max(n - 1, 1)  # ‖Z‖_F²/(N−1) = tr(G)/(N−1)
+    spectra = Spectra(eigs, gram_eigs, numerical_rank(eigs, n, precision or z.dtype, moment))
     for key, f in FROM_SPECTRUM.items():
         value = f(spectra)
         if value is not None:

@@ -39,6 +39,8 @@ def build_summary(
     knn_chance: float | None = None,
     diverged_at: int | None = None,
     recall_chance: float | None = None,
+    dimensions: dict[str, Any] | None = None,
+    knn_collapsed: float | None = None,
 ) -> dict[str, Any]:
     """The summary of a run from its finite metric rows.
 
@@ -46,7 +48,9 @@ def build_summary(
     is judged from the last row against step 0; a run that diverged or was interrupted gets
     no verdict (None) and a reason that says so. A run still going has no verdict yet.
     ``wall_time_s``, ``knn_chance``, ``recall_chance`` (1/M for M held-out pairs) and
-    ``diverged_at`` are known only to the process that ran it.
+    ``diverged_at`` are known only to the process that ran it; so is ``dimensions``
+    (`metrics.dimensions` of the last logged embeddings: the dead axes and the dominant share)
+    and ``knn_collapsed`` (`metrics.knn_collapsed`).
     """
     first, final = (rows[0], rows[-1]) if rows else ({}, {})
     reference_rank = first.get("rank")
@@ -65,8 +69,12 @@ def build_summary(
     summary |= {"final": final, "min": lows, "max": highs}
     if knn_chance is not None:
         summary["knn_chance"] = knn_chance
+    if knn_collapsed is not None:  # what embeddings collapsed to one point score (≤ chance)
+        summary["knn_collapsed"] = knn_collapsed
     if recall_chance is not None:
         summary["recall_chance"] = recall_chance
+    if dimensions is not None:
+        summary["dimensions"] = dimensions
     if diverged_at is not None:
         last = final.get("step")
         summary["diverged_at"] = diverged_at

@@ -58,12 +58,26 @@ def findings(
     if std is not None and std * math.sqrt(dim) < limit:
         why = f"std_l2·√d = {std * math.sqrt(dim):.2g} < {limit:g}: "
         why += "the normalised embeddings all point one way"
+        if _spread_intact(row, reference_rank, thresholds):
+            why += (
+                f"; centred, they still span {row['rank']} directions (effective rank "
+                f"{row['effective_rank']:.3g}): an offset cone, not a point"
+            )
         out.append(Finding(COMPLETE, "std_l2", why))
     er, frac = row.get("effective_rank"), thresholds["dimensional_fraction"]
     if er is not None and reference_rank > 0 and er < frac * reference_rank:
         why = f"effective rank {er:.3g} < {frac:g} × attainable rank {reference_rank}"
         out.append(Finding(DIMENSIONAL, "effective_rank", why))
     return out
+
+
+def _spread_intact(row: dict[str, Any], reference_rank: int, thresholds: dict[str, float]) -> bool:
+    """The centred cloud is resolved (rank > 0) and not dimensionally collapsed: a cloud whose
+    normalised rows coincide only because they share a large offset (an offset cone)."""
+    rank, er = row.get("rank"), row.get("effective_rank")
+    if not rank or er is None or not row.get("variance"):
+        return False
+    return reference_rank > 0 and er >= thresholds["dimensional_fraction"] * reference_rank
 
 
 def verdict(
@@ -95,6 +109,17 @@ def min_eig_text(min_eig: float | None, rank: int | None, dim: int) -> str:
     if is_structural(rank, dim):
         return f"0 (rank {rank}/{dim})"
     return f"{min_eig:.3g}"
+
+
+def max_eig_text(max_eig: float | None, rank: int | None, dim: int) -> str:
+    """λ₁ as it should be read: ``0 (rank 0/32)`` when every eigenvalue is below the rank
+    tolerance (round-off of the values), so that a rank of 0 never stands beside a positive λ₁;
+    else the value."""
+    if max_eig is None:
+        return "-"
+    if rank == 0:
+        return f"0 (rank 0/{dim})"
+    return f"{max_eig:.4g}" if 1e-3 <= abs(max_eig) < 1e5 else f"{max_eig:.3e}"
 
 
 def zero_range(rank: int, dim: int) -> str:

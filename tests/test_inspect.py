@@ -73,7 +73,7 @@ def test_text_written_by_numpy_reads_back_as_the_float32_matrix(tmp_path: Path):
 def test_half_precision_keeps_its_dtype_and_its_rank():
     z = torch.randn(2000, 32, generator=torch.Generator().manual_seed(6))
     report = inspect_embeddings(z.bfloat16())
-    # The 16-bit rank tolerance bounds one rounding (metrics.rank_tolerance), so a full-rank
+    # The rank threshold bounds one rounding to 16 bits (metrics.rounding_bound), so a full-rank
     # cloud stays full rank.
     assert report.dtype == "bfloat16" and report.metrics["rank"] == 32
 

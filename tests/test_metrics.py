@@ -269,25 +269,29 @@ def test_low_precision_input_is_upcast(dtype: torch.dtype) -> None:
 def test_rank_tolerance_values() -> None:
     assert M.rank_tolerance(512, 128, torch.float32) == pytest.approx((512 * 2**-23) ** 2)
     assert M.rank_tolerance(512, 128, torch.float64) == pytest.approx(512 * 2**-52)
-    # 16 bits: (u² · min(N, d)), u half of eps (2⁻¹⁰ float16, 2⁻⁷ bfloat16)
-    assert M.rank_tolerance(10, 64, torch.float16) == pytest.approx(2**-22 * 10)
-    assert M.rank_tolerance(512, 128, torch.bfloat16) == pytest.approx(2**-16 * 128)
+    # 16 bits: the values are float32 results rounded once; the rounding is rounding_bound's
+    assert M.rank_tolerance(10, 64, torch.float16) == M.rank_tolerance(10, 64, torch.float32)
+    # u² ‖Z‖_F²/(N−1), u half of eps: 2⁻¹¹ float16, 2⁻⁸ bfloat16, 2⁻²⁴ float32, 2⁻⁵³ float64
+    for dtype, u in [(torch.float16, 2**-11), (torch.bfloat16, 2**-8), (torch.float32, 2**-24)]:
+        assert M.rounding_bound(3.0, dtype) == 3.0 * u * u
+    assert M.rounding_bound(1.0, torch.float64) == 2.0**-106
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_rank_of_low_rank_embeddings_rounded_to_16_bits(dtype: torch.dtype) -> None:
     """A rank-32 matrix of 512 × 128 rounded to 16 bits: the rounding fills the 96 empty
     directions with small eigenvalues (for bfloat16 above float32's tolerance, which counts
-    them as rank); the 16-bit bound (u² · min(N, d) of σ₁(Z)²/(N − 1)) lies above all of them
-    and below the 32 real ones."""
+    them as rank); the bound on one rounding, u² ‖Z‖_F² / (N − 1), lies above all of them and
+    below the 32 real ones."""
     g = torch.Generator().manual_seed(21)
     exact = (torch.randn(512, 32, generator=g) @ torch.randn(32, 128, generator=g)).double()
     exact += 3.0  # a mean far from 0, as real embeddings have: the error scales with it
     z = exact.to(dtype)
     eigs = M.spectrum(z)
-    scale = float(torch.linalg.matrix_norm(z.double(), ord=2)) ** 2 / 511
-    noise = float(eigs[32]) / scale  # the largest eigenvalue that is only rounding
-    assert 0 < noise < M.rank_tolerance(512, 128, dtype) < float(eigs[31]) / scale
+    moment = float(z.double().pow(2).sum()) / 511  # ‖Z‖_F² / (N − 1), by hand
+    noise = float(eigs[32])  # the largest eigenvalue that is only rounding
+    tol = M.rank_threshold(eigs, 512, dtype, moment)
+    assert 0 < noise < M.rounding_bound(moment, dtype) <= tol < float(eigs[31])
     assert M.compute_metrics(z)[0]["rank"] == 32
     assert M.compute_metrics(z.float(), precision=dtype)[0]["rank"] == 32
     if dtype == torch.bfloat16:  # float32's tolerance counts bfloat16's rounding as rank

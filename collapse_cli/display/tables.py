@@ -14,6 +14,7 @@ from ..reading.compare import STATS, visible
 from ..verdict import NOT_JUDGED
 from .live import label, live_keys
 from .text import (
+    WIDE,
     Column,
     cell,
     fitted_table,
@@ -51,6 +52,10 @@ def print_summary(console: Console, path: Any, summary: dict[str, Any]) -> None:
         fields.append(("final", "  ".join(f"{label(k)} {cell(k, final, dim)}" for k in keys)))
         if "min_eig_note" in summary:
             fields.append(("note", summary["min_eig_note"]))
+        if summary.get("dimensions"):
+            fields.append(
+                ("axes", dimensions_line(summary["dimensions"], dim))
+            )  # no wider than "verdict"
     print_fields(console, fields)
     print_lines(console, str(path))
 
@@ -252,10 +257,27 @@ def print_inspection(console: Console, name: str, report: Any) -> None:
     table.add_column("value", justify="right", no_wrap=True)
     table.add_column("reading")
     for key, value in m.items():
-        shown = cell(key, m, d) if key in ("min_eig", "rank") else fmt(value)
+        shown = cell(key, m, d) if key in ("min_eig", "max_eig", "rank") else fmt(value)
         table.add_row(key, shown, escape(report.readings.get(key, "")))
     print_table(console, table)
-    console.print(Text.assemble("verdict: ", marked(report.verdict), f" ({report.reason})"))
+    lines = [Text.assemble("verdict: ", marked(report.verdict), f" ({report.reason})")]
+    if report.dimensions is not None:
+        lines.insert(0, Text(f"dimensions: {dimensions_line(report.dimensions, d)}"))
+    if not console.is_terminal:  # wrapped to the table's width, not to Rich's default 80
+        wide = Console(file=console.file, width=WIDE, highlight=False)
+        console = Console(file=console.file, width=wide.measure(table).maximum, highlight=False)
+    for line in lines:
+        console.print(line)
+
+
+def dimensions_line(dims: dict[str, Any], d: int) -> str:
+    """The dead axes and the dominant share (metrics.dimensions) in one sentence."""
+    from ..interpretation import dims_text
+
+    text = dims_text(dims, d)
+    if dims.get("dominant_share") is not None and len(dims["dead"]) < d:
+        text += f"; the dominant direction holds {dims['dominant_share']:.1%} of the variance"
+    return text
 
 
 def print_inspected(

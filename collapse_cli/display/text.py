@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..verdict import COMPLETE, DIMENSIONAL, HEALTHY, NOT_JUDGED, min_eig_text
+from ..verdict import COMPLETE, DIMENSIONAL, HEALTHY, NOT_JUDGED, max_eig_text, min_eig_text
 
 WIDE = 200  # the width of tables in output that is not a terminal (files, pipes, CI logs)
 
@@ -26,11 +26,14 @@ def fmt(value: Any) -> str:
 
 
 def cell(key: str, row: dict[str, Any], dim: int) -> str:
-    """The displayed text of one metric: λ_min reads ``0 (rank 32/128)`` when it is structural,
-    the rank ``32/128``, std_l2 as std_l2·√d (1 = spread over the sphere, the verdict's scale)."""
+    """The displayed text of one metric: λ_min reads ``0 (rank 32/128)`` when it is structural
+    and λ₁ ``0 (rank 0/128)`` when it is round-off, the rank ``32/128``, std_l2 as std_l2·√d
+    (1 = spread over the sphere, the verdict's scale)."""
     value = row.get(key)
     if key == "min_eig":
         return min_eig_text(value, row.get("rank"), dim)
+    if key == "max_eig" and row.get("rank") == 0 and value is not None:
+        return max_eig_text(value, 0, dim)  # round-off only: not beside rank 0
     if key == "rank" and value is not None:
         return f"{value}/{dim}"
     if key == "std_l2" and value is not None and dim:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..catalogue import ORDER, OVERLAID
 from ..errors import ConfigError
 from ..rundir import COMPARISON, create_stamped, write_json
-from ..verdict import min_eig_text
+from ..verdict import max_eig_text, min_eig_text
 from .predicts import Predictors, of_runs
 from .run import Run, load_run
 
@@ -188,6 +188,10 @@ def metric_rows(runs: list[Run], metrics: list[str]) -> list[MetricRow]:
                     dim = run.dim
                     if values[i] is not None and rank is not None and dim and rank < dim:
                         values[i], texts[i] = 0.0, min_eig_text(0.0, int(rank), dim)
+            if key == "max_eig":  # λ₁ of a rank-0 step is round-off: 0, as in the other tables
+                for i, run in enumerate(runs):
+                    if values[i] is not None and _stats(run, stat).get("rank") == 0 and run.dim:
+                        values[i], texts[i] = 0.0, max_eig_text(0.0, 0, run.dim)
             first = values[0]
             diffs = [
                 None if i == 0 or v is None or first is None else v - first

@@ -128,6 +128,9 @@ def _knn(ax: Axes, run: Run) -> None:
     chance = run.summary.get("knn_chance")
     if chance is not None:
         draw_reference(ax, chance, f"chance (largest class) = {chance:.3g}", note=False)
+        point = run.summary.get("knn_collapsed")
+        if point is not None and point < chance - 0.005:  # what one point scores, when lower
+            draw_reference(ax, point, f"collapsed to one point = {point:.3g}", note=False, ls=":")
     if chance is not None or probe:
         ax.legend(loc="best")
     ax.set_ylim(0, 1.02)

@@ -19,7 +19,7 @@ import torch
 from .. import __version__, rundir
 from ..config import RunConfig, load_config, resolved
 from ..errors import CollapseError, ConfigError, RunError
-from ..metrics import knn_chance
+from ..metrics import knn_chance, knn_collapsed
 from ..summary import build_summary
 from ..threads import torch_threads
 from ..yamlfile import dump_yaml
@@ -270,6 +270,7 @@ def _finish(
     rows = (prior or []) + result.rows
     spectra = rundir.read_jsonl(path / rundir.SPECTRUM)[-1:] if not result.dim else []
     labels = parts.data.labels_test
+    knn_logged = any("knn_acc" in r for r in rows)
     summary = build_summary(
         rows,
         run_id=path.name,
@@ -282,9 +283,11 @@ def _finish(
         dim=result.dim or len((spectra or [{}])[0].get("eigenvalues", [])),
         thresholds=cfg.log.verdict.model_dump(),
         wall_time_s=result.wall_time,
-        knn_chance=knn_chance(labels) if any("knn_acc" in r for r in rows) else None,
+        knn_chance=knn_chance(labels) if knn_logged else None,
         recall_chance=1 / len(parts.data.pairs[0]) if parts.data.pairs is not None else None,
         diverged_at=result.diverged_at,
+        dimensions=result.dims,
+        knn_collapsed=knn_collapsed(parts.data.labels, labels) if knn_logged else None,
     )
     if cfg.log.embeddings and result.status != "diverged":
         summary["embeddings"] = _save_embeddings(path, parts, cfg.log.embeddings)

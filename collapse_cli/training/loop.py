@@ -54,6 +54,7 @@ class Result:
     batch_size: int
     dim: int  # embedding dimension (0 when nothing was logged)
     diverged_at: int | None = None  # the log step at which a non-finite value was seen
+    dims: dict[str, Any] | None = None  # metrics.dimensions of the last finite log step
 
 
 def train(
@@ -114,6 +115,7 @@ def train(
 
     rows: list[dict[str, Any]] = []
     status, dim, diverged_at = "completed", 0, None
+    last: tuple[torch.Tensor, torch.dtype | None, float] | None = None  # for dead dimensions
     finite = torch.ones((), dtype=torch.bool, device=device)  # stays True while the loss does
     reporter.start(steps)
     reporter.advance(start)
@@ -188,6 +190,7 @@ def train(
                     status, diverged_at = "diverged", step
                     break
                 rows.append(row)
+                last = (z, precision, values["max_eig"])  # kept, measured once at the end
                 if cfg.log.spectrum:
                     writer.append_spectrum(step, eigenvalues.tolist())
                 dim = eigenvalues.numel()
@@ -201,4 +204,5 @@ def train(
     if status == "interrupted":
         snapshot()  # the state after the last finished step: resume picks up exactly here
     wall = before + time.perf_counter() - t0
-    return Result(rows, status, at.step, wall, batch_size, dim, diverged_at)
+    dims = metrics.dimensions(last[0], last[2], last[1]) if last is not None else None
+    return Result(rows, status, at.step, wall, batch_size, dim, diverged_at, dims)

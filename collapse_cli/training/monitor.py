@@ -93,6 +93,8 @@ class Monitor:
         self._dim, self._batch, self._last_step = 0, 0, -1
         self._diverged_at: int | None = None
         self._knn_chance: float | None = None
+        self._knn_collapsed: float | None = None
+        self._last: tuple[torch.Tensor, float] | None = None  # z and λ₁ of the last finite step
         self._closed = False
         self._t0 = time.perf_counter()
 
@@ -136,7 +138,9 @@ class Monitor:
             thresholds=self.thresholds,
             wall_time_s=time.perf_counter() - self._t0,
             knn_chance=self._knn_chance,
+            knn_collapsed=self._knn_collapsed,
             diverged_at=self._diverged_at,
+            dimensions=metrics.dimensions(*self._last) if self._last is not None else None,
         )
         try:
             finish_run(self.path, self._meta, summary, **({"error": error} if error else {}))
@@ -243,7 +247,7 @@ class Monitor:
         from ..inspection import knn_split
 
         info = knn_split(z, _tensor(labels, "labels").to(z.device))
-        self._knn_chance = info["chance"]
+        self._knn_chance, self._knn_collapsed = info["chance"], info["collapsed"]
         return float(info["accuracy"])
 
     def _append(
@@ -269,6 +273,7 @@ class Monitor:
             self._diverged_at = step
         if finite and self._diverged_at is None:
             self._rows.append(row)
+            self._last = (z, row["max_eig"])  # its dead dimensions are measured at close
 
     def _open(self, z: torch.Tensor) -> None:
         """The run folder, its config.yaml and meta.json (at the first logged step)."""
