@@ -20,7 +20,7 @@ from .. import __version__, rundir
 from ..config import RunConfig, load_config, resolved
 from ..errors import CollapseError, ConfigError, RunError
 from ..metrics import knn_chance
-from ..summary import build_summary
+from ..summary import build_summary, near_collapse_eps
 from ..threads import torch_threads
 from ..yamlfile import dump_yaml
 from .build import build
@@ -285,6 +285,7 @@ def _finish(
         knn_chance=knn_chance(labels) if any("knn_acc" in r for r in rows) else None,
         recall_chance=1 / len(parts.data.pairs[0]) if parts.data.pairs is not None else None,
         diverged_at=result.diverged_at,
+        eps=near_collapse_eps(cfg.encoder.params()),
     )
     if cfg.log.embeddings and result.status != "diverged":
         summary["embeddings"] = _save_embeddings(path, parts, cfg.log.embeddings)
