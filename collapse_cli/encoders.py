@@ -99,7 +99,11 @@ def _initialised(module: nn.Module, init: str, eps: float | None) -> nn.Module:
     return start_near_collapse(module, float(eps or 0.0)) if init == "near_collapse" else module
 
 
-@ENCODERS.register("linear")
+@ENCODERS.register(
+    "linear",
+    "One linear map x -> Wx + b (the article's nn.Linear(32, 128)), then the projector; "
+    "init: near_collapse with eps >= 0 starts the embeddings at c + eps·δ_i (eps 0: collapsed).",
+)
 def linear(
     in_shape: tuple[int, ...],
     out_dim: PositiveInt = 128,
@@ -118,7 +122,11 @@ def linear(
     return _initialised(_finish(body, len(in_shape) > 1, out_dim, projector), init, eps)
 
 
-@ENCODERS.register("mlp")
+@ENCODERS.register(
+    "mlp",
+    "Linear layers of the given hidden sizes with an activation (and batch norm) between; "
+    "init: near_collapse with eps >= 0 starts the embeddings at c + eps·δ_i (eps 0: collapsed).",
+)
 def mlp(
     in_shape: tuple[int, ...],
     hidden: list[PositiveInt] = [256, 256],  # noqa: B006 - read only, shown as the default

@@ -133,3 +133,17 @@ def test_moco_forces_contrast_a_query_with_its_key_and_the_queue_only():
     moco._negatives = queue
     forces = moco.forces(q, k)
     assert float(forces["force_net"]) == pytest.approx(float(grad.norm(dim=1).mean()), rel=1e-10)
+
+
+def test_the_variance_gradient_is_two_over_n_times_the_deviation():
+    """The article writes ∇_{z_i} Var(Z) = 2(z_i − μ) for Var(Z) = (1/N) Σ_i ‖z_i − μ‖²; autograd
+    gives (2/N)(z_i − μ) (μ depends on z_i too, but Σ_i (z_i − μ) = 0 cancels that term): the
+    article's is N times too large, and zero at collapse all the same."""
+    z = torch.randn(10, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    zz = z.clone().requires_grad_(True)
+    var = (zz - zz.mean(0)).pow(2).sum(1).mean()
+    (grad,) = torch.autograd.grad(var, zz)
+    torch.testing.assert_close(grad, 2 * (z - z.mean(0)) / 10, rtol=1e-12, atol=1e-14)
+    c = z[:1].expand(10, 3).clone().requires_grad_(True)
+    (at_collapse,) = torch.autograd.grad((c - c.mean(0)).pow(2).sum(1).mean(), c)
+    assert at_collapse.abs().max() == 0

@@ -14,6 +14,8 @@ from collapse_cli.errors import ConfigError
 from collapse_cli.summary import build_summary, escape_step
 from collapse_cli.training import run_experiment
 
+from .conftest import CONFIGS
+
 
 def built(name: str, seed: int = 0, **params):
     torch.manual_seed(seed)
@@ -118,3 +120,46 @@ def test_a_run_started_near_collapse_escapes_and_logs_its_forces(tmp_path):
     assert all(r["force_attraction"] == pytest.approx(1 / 0.5) for r in rows)  # 1/τ, unit vectors
     assert rows[0]["force_ratio"] == pytest.approx(1, abs=1e-3)  # near collapse: they balance
     assert (path / "plots" / "forces.png").exists()
+
+
+def test_the_article_configs_build_and_their_sweeps_plan(cli, tmp_path):
+    """Every configs/article-*.yaml that the README's table runs is valid: the run configs build,
+    the sweep configs plan every point (nothing is run)."""
+    from collapse_cli.training.build import check
+
+    files = sorted(CONFIGS.glob("article-*.yaml"))
+    assert len(files) >= 5
+    for path in files:
+        if "sweep:" in path.read_text():
+            result = cli("sweep", path, "--dry-run", "--runs-dir", tmp_path)
+            assert result.exit_code == 0, result.output
+        else:
+            check(path)
+
+
+def test_a_sweep_reads_escape_step_from_runs_started_near_collapse(tmp_path):
+    """The study's final metrics carry summary.json's escape_step, and only when it is a step:
+    a run that never escaped (null) and a run not started near collapse have none; a run
+    without summary.json derives it from its metrics and config."""
+    from collapse_cli.reading.run import load_run
+    from collapse_cli.reading.sweep import final_metrics
+
+    def folder(name, summary, config):
+        path = tmp_path / name
+        path.mkdir()
+        (path / "meta.json").write_text(json.dumps({"id": name, "status": "completed"}))
+        (path / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
+        rows = [{"step": 0, "variance": 1.0}, {"step": 5, "variance": 20.0}]
+        (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        if summary is not None:
+            (path / "summary.json").write_text(json.dumps(summary))
+        return load_run(path)
+
+    final = {"variance": 20.0}
+    near = {"encoder": {"name": "linear", "init": "near_collapse", "eps": 0.1}}
+    assert final_metrics(folder("a", {"final": final, "escape_step": 5}, near))["escape_step"] == 5
+    assert "escape_step" not in final_metrics(
+        folder("b", {"final": final, "escape_step": None}, near)
+    )
+    assert "escape_step" not in final_metrics(folder("c", {"final": final}, {}))
+    assert final_metrics(folder("d", None, near))["escape_step"] == 5  # still running
