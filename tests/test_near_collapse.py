@@ -109,17 +109,27 @@ def test_summary_carries_the_escape_fields_only_for_runs_started_near_collapse()
 
 def test_a_run_started_near_collapse_escapes_and_logs_its_forces(tmp_path):
     """NT-Xent from ε = 1e-3 with Adam: the variance passes 10 × its start within 20 steps;
-    summary.json says so, the forces are in every row and get their figure."""
+    summary.json says so, the forces are in every row and get their panel."""
     cfg = {**BASE, "views": {"noise": 0.1}, "optimizer": {"name": "adam", "lr": 0.01},
            "encoder": {"name": "linear", "out_dim": 4, "init": "near_collapse", "eps": 1e-3},
-           "train": {"steps": 21}, "log": {"every": 5}}  # fmt: skip
+           "train": {"steps": 21}, "log": {"every": 5, "plots": False}}  # fmt: skip
     path, summary = run_experiment(cfg, runs_dir=tmp_path)
     assert summary["eps"] == 1e-3 and summary["escape_step"] is not None
     assert summary["variance_final"] > 10 * summary["variance_start"]
     rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
     assert all(r["force_attraction"] == pytest.approx(1 / 0.5) for r in rows)  # 1/τ, unit vectors
     assert rows[0]["force_ratio"] == pytest.approx(1, abs=1e-3)  # near collapse: they balance
-    assert (path / "plots" / "forces.png").exists()
+    from matplotlib.figure import Figure
+
+    from collapse_cli.reading.panels import PANELS, drawn
+    from collapse_cli.reading.run import load_run
+
+    run = load_run(path)
+    assert "forces" in drawn(run)
+    fig = Figure()
+    PANELS["forces"](fig.add_subplot(), run)
+    top, strip = fig.axes
+    assert len(top.lines) == 3 and len(strip.lines) == 2  # three norms; the ratio and 1
 
 
 def test_the_article_configs_build_and_their_sweeps_plan(cli, tmp_path):
