@@ -80,6 +80,18 @@ METRICS: tuple[Metric, ...] = (
            when="data with held-out pairs (text)"),
     Metric("grad_norm", "Gradient norm", "grad norm (log)", log=True,
            collapsed="→ 0 at complete collapse", live="grad norm", keep=8, when="training"),
+    # The two terms of InfoNCE's gradient per anchor (metrics.contrastive_forces), log steps.
+    Metric("force_attraction", "Attraction ‖z_i⁺‖/τ", "mean ‖z_i⁺‖ / τ", overlay=False,
+           collapsed="‖c‖/τ (1/τ for cosine objectives)", healthy="1/τ for cosine objectives",
+           when="InfoNCE objectives"),
+    Metric("force_repulsion", "Repulsion ‖Σ_k P(k|i) z_k‖/τ", "mean ‖Σ_k P(k|i) z_k‖ / τ",
+           overlay=False, collapsed="= attraction", healthy="below attraction",
+           when="InfoNCE objectives"),
+    Metric("force_ratio", "Repulsion / attraction", "repulsion / attraction",
+           collapsed="→ 1", healthy="< 1", when="InfoNCE objectives"),
+    Metric("force_net", "Net force ‖∇_{z_i} L_i‖", "mean ‖Σ_k P(k|i) z_k − z_i⁺‖ / τ",
+           log=True, collapsed="0 at exact collapse (stationary)", healthy="> 0 while it learns",
+           when="InfoNCE objectives"),
 )  # fmt: skip
 
 COLUMNS: tuple[Metric, ...] = (LOSS, *METRICS)  # what a row of metrics.jsonl holds, in order

@@ -198,6 +198,7 @@ def load_config(
         spec: Component = getattr(cfg, block)
         reg = regs[block]
         reg.get(spec.name, where=f"{label}: {block}.name")
+        _check_near_collapse(reg, spec, label)
         try:
             model = _params_model(reg, spec.name)
             params = model.model_validate(spec.params())
@@ -214,6 +215,21 @@ def resolved(cfg: RunConfig) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _check_near_collapse(reg: Registry, spec: Component, label: str) -> None:
+    """``encoder.init`` / ``encoder.eps`` on an encoder that cannot start near collapse: an
+    error naming the encoder and those that can, rather than a bare unknown key."""
+    if reg.kind != "encoder":
+        return
+    known = {p.name for p in reg.params(spec.name)}
+    asked = [k for k in ("init", "eps") if k in spec.params() and k not in known]
+    if asked:
+        able = [n for n in reg.names() if "init" in {p.name for p in reg.params(n)}]
+        raise ConfigError(
+            f"{label}: encoder.{asked[0]}: the {spec.name} encoder cannot start near collapse "
+            f"(init: near_collapse is for {', '.join(able)})"
+        )
 
 
 @cache

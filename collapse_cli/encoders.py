@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .registry import PositiveInt, Registry
+from .registry import NonNegativeFloat, PositiveInt, Registry
 
 ENCODERS = Registry("encoder", injected=("in_shape",))
 
@@ -20,6 +20,8 @@ Activation = Literal["relu", "gelu", "tanh", "silu", "identity"]
 # true: batch norm, synchronised over the ranks of a distributed run (the whole run's batch
 # norms: encoder, projector, predictors, targets); per_rank: each rank's own statistics.
 BatchNorm = Literal[True, False, "per_rank"]
+# default: torch's own initialisation; near_collapse: the first embeddings are c + eps·δ_i.
+Init = Literal["default", "near_collapse"]
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
@@ -60,19 +62,71 @@ def _finish(body: nn.Module, flatten: bool, out: int, projector: list[int] | Non
     return parts[0] if len(parts) == 1 else nn.Sequential(*parts)
 
 
-@ENCODERS.register("linear")
+def check_init(init: str, eps: float | None) -> None:
+    """The near-collapse keys make sense together, or a ValueError naming the key."""
+    if init == "near_collapse" and eps is None:
+        raise ValueError("eps: init: near_collapse needs eps (>= 0; 0 is exact collapse)")
+    if init == "default" and eps is not None:
+        raise ValueError(f"eps: {eps!r} is only used with init: near_collapse")
+
+
+@torch.no_grad()
+def start_near_collapse(module: nn.Module, eps: float) -> nn.Module:
+    """Make the first embeddings c + eps·δ_i: the last linear layer's weight W₀ (torch's default
+    initialisation, drawn as in a default run) scaled by ``eps``, its bias set to c.
+
+    Its output for the hidden features h_i (the input itself for ``linear``) is then
+    z_i = eps·W₀h_i + c: c (d,) is shared, a standard normal vector drawn from the run's seed
+    after the weights; δ_i = W₀h_i is sample i's own perturbation, the default layer's output
+    without its bias, so eps = 1 spreads as a default encoder does around c and eps = 0 is exact
+    collapse (every input, every view, maps to c). The layers before it keep their default
+    initialisation; at eps = 0 they get no gradient until W moves (∂L/∂h_i = Wᵀ ∂L/∂z_i = 0).
+
+    >>> torch.manual_seed(0) and None
+    >>> z = start_near_collapse(nn.Linear(4, 3), 0.0)(torch.randn(5, 4))
+    >>> bool((z == z[0]).all())
+    True
+    """
+    last = [m for m in module.modules() if isinstance(m, nn.Linear)][-1]
+    if last.bias is None:
+        raise ValueError("init: near_collapse needs bias: true (the shared vector c is a bias)")
+    last.weight.mul_(eps)
+    last.bias.copy_(torch.randn(last.out_features))
+    return module
+
+
+def _initialised(module: nn.Module, init: str, eps: float | None) -> nn.Module:
+    return start_near_collapse(module, float(eps or 0.0)) if init == "near_collapse" else module
+
+
+@ENCODERS.register(
+    "linear",
+    "One linear map x -> Wx + b (the article's nn.Linear(32, 128)), then the projector; "
+    "init: near_collapse with eps >= 0 starts the embeddings at c + eps·δ_i (eps 0: collapsed).",
+)
 def linear(
     in_shape: tuple[int, ...],
     out_dim: PositiveInt = 128,
     bias: bool = True,
     projector: list[PositiveInt] | None = None,
+    init: Init = "default",
+    eps: NonNegativeFloat | None = None,
 ) -> nn.Module:
-    """One linear map x -> Wx + b (the article's nn.Linear(32, 128)), then the projector."""
+    """One linear map x -> Wx + b (the article's nn.Linear(32, 128)), then the projector;
+    init: near_collapse starts the embeddings at c + eps·δ_i (eps = 0: exact collapse).
+
+    ``init: near_collapse`` with ``eps`` ≥ 0 scales the last linear layer's weight by eps and
+    sets its bias to a shared random vector c (`start_near_collapse`)."""
+    check_init(init, eps)
     body = nn.Linear(math.prod(in_shape), out_dim, bias=bias)
-    return _finish(body, len(in_shape) > 1, out_dim, projector)
+    return _initialised(_finish(body, len(in_shape) > 1, out_dim, projector), init, eps)
 
 
-@ENCODERS.register("mlp")
+@ENCODERS.register(
+    "mlp",
+    "Linear layers of the given hidden sizes with an activation (and batch norm) between; "
+    "init: near_collapse with eps >= 0 starts the embeddings at c + eps·δ_i (eps 0: collapsed).",
+)
 def mlp(
     in_shape: tuple[int, ...],
     hidden: list[PositiveInt] = [256, 256],  # noqa: B006 - read only, shown as the default
@@ -81,10 +135,16 @@ def mlp(
     batch_norm: BatchNorm = False,
     bias: bool = True,
     projector: list[PositiveInt] | None = None,
+    init: Init = "default",
+    eps: NonNegativeFloat | None = None,
 ) -> nn.Module:
-    """Linear layers of the given hidden sizes with an activation (and batch norm) between."""
+    """Linear layers of the given hidden sizes with an activation (and batch norm) between;
+    init: near_collapse starts the embeddings at c + eps·δ_i (eps = 0: exact collapse).
+
+    ``init: near_collapse`` acts on the last linear layer only, as for ``linear``."""
+    check_init(init, eps)
     body = mlp_head(math.prod(in_shape), [*hidden, out_dim], activation, bool(batch_norm), bias)
-    return _finish(body, len(in_shape) > 1, out_dim, projector)
+    return _initialised(_finish(body, len(in_shape) > 1, out_dim, projector), init, eps)
 
 
 @ENCODERS.register("cnn")

@@ -291,6 +291,43 @@ def grad_norm(parameters: Iterable[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(norms))
 
 
+@torch.no_grad()
+def contrastive_forces(
+    queries: torch.Tensor,
+    candidates: torch.Tensor,
+    positive: torch.Tensor,
+    temperature: float,
+    allowed: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """The two terms of InfoNCE's gradient with respect to each anchor, the candidates held
+    fixed (the article's identity ∇_{q_i} L_i = (Σ_k P(k|i) c_k − c_i⁺)/τ):
+
+    - ``force_attraction``: mean over anchors of ‖c_i⁺‖/τ, the pull towards the positive;
+    - ``force_repulsion``: mean over anchors of ‖Σ_k P(k|i) c_k‖/τ, the push away from the
+      softmax-weighted mean of the candidates, P(k|i) = softmax_k(q_i·c_k/τ);
+    - ``force_ratio``: force_repulsion / force_attraction (1 at collapse, where P is uniform
+      over identical candidates; 0 would be no repulsion);
+    - ``force_net``: mean over anchors of ‖∇_{q_i} L_i‖, the two terms' difference: 0 where they
+      balance (at collapse too, a stationary point), the anchor's full gradient otherwise.
+
+    ``queries`` (M, d) and ``candidates`` (C, d) are what the dot products take (unit vectors
+    for cosine objectives, where ‖c_i⁺‖/τ = 1/τ exactly); ``positive`` (M,) the column of each
+    anchor's positive; ``allowed`` (M, C) which candidates each anchor's softmax runs over
+    (None: all). 0-dim float64 tensors on the queries' device, no host synchronisation.
+    """
+    q, c = as_f64(queries), as_f64(candidates)
+    logits = (q @ c.T) / temperature  # (M, C)
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed, float("-inf"))
+    repulsion = torch.softmax(logits, dim=1) @ c / temperature  # (M, d) Σ_k P(k|i) c_k / τ
+    attraction = c[positive] / temperature  # (M, d) c_i⁺ / τ
+    pull = attraction.norm(dim=1).mean()
+    push = repulsion.norm(dim=1).mean()
+    net = (repulsion - attraction).norm(dim=1).mean()
+    return {"force_attraction": pull, "force_repulsion": push, "force_ratio": push / pull,
+            "force_net": net}  # fmt: skip
+
+
 def knn_chance(test_labels: torch.Tensor) -> float:
     """The chance level of `knn_accuracy`: the share of the largest class among the held-out
     labels, what always guessing it scores."""

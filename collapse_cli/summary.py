@@ -23,6 +23,43 @@ def extremes(rows: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, fl
     return lows, highs
 
 
+ESCAPE_FACTOR = 10.0  # a run started near collapse has escaped once its variance is 10 × step 0's
+
+
+def escape_step(rows: list[dict[str, Any]], factor: float = ESCAPE_FACTOR) -> int | None:
+    """The first logged step whose variance exceeds ``factor`` × the starting variance, or None
+    when none does. The starting variance is step 0's; at exact collapse (variance 0 at step 0,
+    where any spread would be "10 × 0") it is the first non-zero variance logged, the spread that
+    round-off seeded. The resolution is log.every: this is the first *logged* step past it."""
+    variances = [
+        (row.get("step"), v)
+        for row in rows
+        if isinstance(v := row.get("variance"), (int, float)) and math.isfinite(v)
+    ]
+    start = next((v for _, v in variances if v > 0), None)
+    if start is None:
+        return None
+    return next((step for step, v in variances if v > factor * start), None)
+
+
+def escape(rows: list[dict[str, Any]], eps: float) -> dict[str, Any]:
+    """The fields of a run that started near collapse (encoder init: near_collapse): the ε it
+    started from, its first and last variance, and the step it escaped at (None: never)."""
+    first, final = (rows[0], rows[-1]) if rows else ({}, {})
+    return {
+        "eps": eps,
+        "variance_start": first.get("variance"),
+        "variance_final": final.get("variance"),
+        "escape_step": escape_step(rows),
+    }
+
+
+def near_collapse_eps(encoder: dict[str, Any]) -> float | None:
+    """The ε of an encoder block that starts near collapse (init: near_collapse), else None."""
+    eps = encoder.get("eps")
+    return float(eps) if encoder.get("init") == "near_collapse" and eps is not None else None
+
+
 def build_summary(
     rows: list[dict[str, Any]],
     *,
@@ -41,6 +78,7 @@ def build_summary(
     recall_chance: float | None = None,
     dimensions: dict[str, Any] | None = None,
     knn_collapsed: float | None = None,
+    eps: float | None = None,
 ) -> dict[str, Any]:
     """The summary of a run from its finite metric rows.
 
@@ -50,7 +88,8 @@ def build_summary(
     ``wall_time_s``, ``knn_chance``, ``recall_chance`` (1/M for M held-out pairs) and
     ``diverged_at`` are known only to the process that ran it; so is ``dimensions``
     (`metrics.dimensions` of the last logged embeddings: the dead axes and the dominant share)
-    and ``knn_collapsed`` (`metrics.knn_collapsed`).
+    and ``knn_collapsed`` (`metrics.knn_collapsed`). ``eps``: the ε of a run whose encoder
+    started near collapse (its escape fields are added, `escape`); None otherwise.
     """
     first, final = (rows[0], rows[-1]) if rows else ({}, {})
     reference_rank = first.get("rank")
@@ -67,6 +106,8 @@ def build_summary(
     }
     lows, highs = extremes(rows)
     summary |= {"final": final, "min": lows, "max": highs}
+    if eps is not None:
+        summary |= escape(rows, eps)
     if knn_chance is not None:
         summary["knn_chance"] = knn_chance
     if knn_collapsed is not None:  # what embeddings collapsed to one point score (≤ chance)

@@ -76,6 +76,10 @@ print(loaded)
 def test_the_catalogue_names_exactly_the_metrics_the_code_computes():
     computed = set(metrics.ON_DEVICE) | set(metrics.FROM_SPECTRUM)
     logged_by_the_loop = {"grad_norm", "knn_acc", "recall_at_1", "lidar", "probe_acc"}
+    # and by the InfoNCE objectives' forces at log steps
+    logged_by_the_loop |= set(
+        metrics.contrastive_forces(torch.eye(2), torch.eye(2), torch.arange(2), 1.0)
+    )
     assert computed | logged_by_the_loop == {m.key for m in catalogue.METRICS}
 
 

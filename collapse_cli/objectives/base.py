@@ -50,6 +50,12 @@ class Objective(nn.Module):
     def after_step(self, encoder: nn.Module, step: int, total_steps: int) -> None:
         """Called after each optimizer step (EMA targets, queues); nothing by default."""
 
+    def forces(self, z: torch.Tensor, z_pos: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Diagnostics of a log step from its (gathered, detached) embeddings, logged beside the
+        metrics: the InfoNCE objectives give the attraction and repulsion terms of their
+        gradient (`metrics.contrastive_forces`). Called at log steps only; nothing by default."""
+        return {}
+
 
 def frozen_copy(module: nn.Module) -> nn.Module:
     """A deep copy that receives no gradient: the start of an EMA target or momentum encoder."""

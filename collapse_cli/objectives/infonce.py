@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import collectives
+from .. import collectives, metrics
 from ..registry import PositiveFloat
 from .base import OBJECTIVES, Objective, Output, two_views
 
@@ -64,3 +64,14 @@ class InfoNCE(Objective):
         v1, v2 = two_views(views, "infonce")
         z1, z2 = encoder(v1), encoder(v2)  # (N, d) each
         return Output(loss=nt_xent(z1, z2, self.temperature), z=z1, z_pos=z2)
+
+    def forces(self, z: torch.Tensor, z_pos: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """NT-Xent's anchors, both views' unit vectors u (2N, d): each against the other 2N − 1,
+        its positive the other view of its sample."""
+        if z_pos is None:
+            return {}
+        u = F.normalize(torch.cat([z, z_pos]).double(), dim=1)  # (2N, d)
+        n = z.shape[0]
+        positive = (torch.arange(2 * n, device=u.device) + n) % (2 * n)
+        allowed = ~torch.eye(2 * n, dtype=torch.bool, device=u.device)  # never itself
+        return metrics.contrastive_forces(u, u, positive, self.temperature, allowed)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import collectives
+from .. import collectives, metrics
 from ..registry import PositiveFloat
 from .base import OBJECTIVES, Objective, Output
 
@@ -50,3 +50,8 @@ class InfoNCESelf(Objective):
     def forward(self, encoder: nn.Module, views: list[torch.Tensor]) -> Output:
         z = encoder(views[0])  # (N, d)
         return Output(loss=infonce_self_loss(z, self.temperature), z=z)
+
+    def forces(self, z: torch.Tensor, z_pos: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The raw embeddings against themselves, each its own positive (keys held fixed)."""
+        positive = torch.arange(z.shape[0], device=z.device)
+        return metrics.contrastive_forces(z, z, positive, self.temperature)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import collectives
+from .. import collectives, metrics
 from ..registry import PositiveFloat, PositiveInt
 from .base import OBJECTIVES, Objective, Output, UnitInterval, ema_update, frozen_copy, two_views
 
@@ -66,6 +66,7 @@ class MoCo(Objective):
         self.key_encoder: nn.Module | None = None
         self._keys: torch.Tensor | None = None  # this step's keys, queued in after_step
         self.queue_ptr = 0  # where the next batch of keys goes; a Python int: no device sync
+        self._negatives: torch.Tensor | None = None  # the queue the last forward contrasted with
 
     def setup(self, encoder: nn.Module, dim: int, batch_size: int, n: int) -> None:
         if self.queue_size % batch_size:
@@ -92,9 +93,23 @@ class MoCo(Objective):
         with torch.no_grad():
             z_key = self.key_encoder(v2)  # (N, d)
             k = F.normalize(z_key, dim=1)
-        loss = moco_loss(F.normalize(z, dim=1), k, self.queue.clone(), self.temperature)
+        self._negatives = self.queue.clone()  # (K, d) this step's queue, for `forces`
+        loss = moco_loss(F.normalize(z, dim=1), k, self._negatives, self.temperature)
         self._keys = collectives.gather_detached(k)  # (N, d): every rank queues the same keys
         return Output(loss=loss, z=z, z_pos=z_key)
+
+    def forces(self, z: torch.Tensor, z_pos: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Each query q_i against its own key k_i (the positive, column i) and the queue the
+        step contrasted it with, not the other keys of the batch."""
+        if z_pos is None or self._negatives is None:
+            return {}
+        q, k = F.normalize(z.double(), dim=1), F.normalize(z_pos.double(), dim=1)  # (N, d)
+        n = q.shape[0]
+        candidates = torch.cat([k, self._negatives.to(k)])  # (N + K, d)
+        allowed = torch.ones(n, candidates.shape[0], dtype=torch.bool, device=q.device)
+        allowed[:, :n] = torch.eye(n, dtype=torch.bool, device=q.device)
+        positive = torch.arange(n, device=q.device)
+        return metrics.contrastive_forces(q, candidates, positive, self.temperature, allowed)
 
     @torch.no_grad()
     def after_step(self, encoder: nn.Module, step: int, total_steps: int) -> None:

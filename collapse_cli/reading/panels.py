@@ -244,6 +244,35 @@ PANELS: dict[str, Callable[[Axes, Run], None]] = {
     "spectrum": _heatmap,
     "final_spectrum": _final_spectrum,
 }
+
+
+def _forces(ax: Axes, run: Run) -> None:
+    """InfoNCE's two gradient terms per anchor over training, their difference (the net force)
+    on the same log axis, and the ratio repulsion / attraction in a strip underneath: where
+    the two balance, the net force is 0 and the ratio 1."""
+    fig, spec = ax.figure, ax.get_subplotspec()
+    ax.remove()
+    grid = spec.subgridspec(2, 1, height_ratios=[3, 1], hspace=0.08)
+    top = fig.add_subplot(grid[0])
+    strip = fig.add_subplot(grid[1], sharex=top)
+    steps, ys = run.array("step"), []
+    names = [("force_attraction", "attraction ‖z_i⁺‖/τ"),
+             ("force_repulsion", "repulsion ‖Σ P(k|i) z_k‖/τ"),
+             ("force_net", "net ‖repulsion − attraction‖")]  # fmt: skip
+    for color, (key, label) in zip(OKABE_ITO[1:], names, strict=False):
+        y = run.array(key)
+        top.plot(steps, y, color=color, ls="--" if key == "force_net" else "-", label=label)
+        ys.append(y)
+    log_if_positive(top, *ys)
+    top.set(title="Forces on an anchor (terms of ∇ InfoNCE, mean over anchors)", ylabel="norm")
+    top.tick_params(labelbottom=False)
+    top.legend(loc="best")
+    strip.plot(steps, run.array("force_ratio"), color=REF, label="repulsion / attraction")
+    strip.axhline(1, color=REF, ls=":", lw=1)
+    strip.set(xlabel="step", ylabel="ratio")
+
+
+PANELS["forces"] = _forces  # drawn for runs of InfoNCE objectives, which log them
 OVERVIEW = ["loss", "variance", "min_eig", "rank", "std_l2", "final_spectrum"]
 OPTIONAL = ["knn", "recall", "loss_parts"]  # in the overview too, for runs that logged them
 
@@ -256,6 +285,7 @@ def drawn(run: Run) -> list[str]:
         "recall": any(v is not None for v in run.column("recall_at_1")),
         "loss_parts": bool(run.loss_parts),
         "spectrum": bool(len(run.spectra(SPECTRUM_ROWS))),
+        "forces": any(v is not None for v in run.column("force_ratio")),
     }
     has["final_spectrum"] = has["spectrum"]
     return [name for name in PANELS if has.get(name, True)]

@@ -24,7 +24,7 @@ from ..rundir import (
     read_line,
     writer_state,
 )
-from ..summary import build_summary
+from ..summary import build_summary, near_collapse_eps
 from ..yamlfile import read_yaml
 
 if TYPE_CHECKING:
@@ -271,6 +271,7 @@ class Run:
             steps_done=last_step + 1 if isinstance(last_step, int) else 0,
             batch_size=self.batch_size,
             dim=self.dim,
+            eps=near_collapse_eps(self.config.get("encoder") or {}),
         )
 
 

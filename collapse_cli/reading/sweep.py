@@ -23,12 +23,13 @@ from ..yamlfile import read_yaml
 from .run import Run, config_value, load_run
 
 # The final metrics of a study: its figure's rows and the first columns of its table.
-STUDY = ("effective_rank", "std_l2_sqrt_d", "knn_acc", "variance_ratio")
+STUDY = ("effective_rank", "std_l2_sqrt_d", "knn_acc", "variance_ratio", "escape_step")
 TITLES = {
     "effective_rank": "effective rank",
     "std_l2_sqrt_d": "std_l2·√d",
     "knn_acc": "kNN accuracy",
     "variance_ratio": "variance final / step 0",
+    "escape_step": "escape step (variance > 10 × start)",  # runs started near collapse
 }
 # What a run of a sweep came to, the most severe first: a tie in a majority goes to the first.
 OUTCOMES = ("diverged", "failed", COMPLETE, DIMENSIONAL, HEALTHY, "no result")
@@ -152,7 +153,8 @@ def open_sweep(path: str | Path) -> Sweep:
 def final_metrics(run: Run) -> dict[str, Any]:
     """The final metrics of a run (summary.json's ``final``) with the study's two derived ones:
     ``std_l2_sqrt_d`` = std_l2·√d (1 for a spread cloud, 0 collapsed) and ``variance_ratio`` =
-    the final variance over its value at step 0."""
+    the final variance over its value at step 0; and ``escape_step`` for a run that started
+    near collapse and escaped (summary.json's; absent when it never did)."""
     final = {k: v for k, v in (run.summary.get("final") or {}).items() if k not in ("time",)}
     std, dim = final.get("std_l2"), run.dim
     if _number(std) is not None and dim:
@@ -166,6 +168,8 @@ def final_metrics(run: Run) -> dict[str, Any]:
     v0, v = _number(first.get("variance")), _number(final.get("variance"))
     if v0 and v is not None:
         final["variance_ratio"] = v / v0
+    if run.summary.get("escape_step") is not None:  # started near collapse, and escaped
+        final["escape_step"] = run.summary["escape_step"]
     return final
 
 

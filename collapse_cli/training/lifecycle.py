@@ -20,7 +20,7 @@ from .. import __version__, rundir
 from ..config import RunConfig, load_config, resolved
 from ..errors import CollapseError, ConfigError, RunError
 from ..metrics import knn_chance, knn_collapsed
-from ..summary import build_summary
+from ..summary import build_summary, near_collapse_eps
 from ..threads import torch_threads
 from ..yamlfile import dump_yaml
 from .build import build
@@ -288,6 +288,7 @@ def _finish(
         diverged_at=result.diverged_at,
         dimensions=result.dims,
         knn_collapsed=knn_collapsed(parts.data.labels, labels) if knn_logged else None,
+        eps=near_collapse_eps(cfg.encoder.params()),
     )
     if cfg.log.embeddings and result.status != "diverged":
         summary["embeddings"] = _save_embeddings(path, parts, cfg.log.embeddings)

@@ -167,19 +167,21 @@ def train(
                 z_pos = collectives.gather_detached(z_pos) if z_pos is not None else None
                 precision = torch.bfloat16 if bf16 else None
                 values, eigenvalues = metrics.compute_metrics(z, z_pos, precision)
+                # The loss's parts, then diagnostics of the objective (InfoNCE's forces).
+                named = out.parts | objective.forces(z, z_pos)
                 # The one read-back of the training side: flag, loss, grad norm, loss parts,
                 # averaged over the ranks (their mean loss is the global batch's loss).
                 still_finite, loss, grad_norm, *part_values = collectives.mean_over_ranks(
                     torch.stack(
                         [finite.double(), out.loss.detach().double()]
                         + [metrics.grad_norm(trainable).double()]
-                        + [v.detach().double() for v in out.parts.values()]
+                        + [v.detach().double() for v in named.values()]
                     )
                 ).tolist()
                 still_finite = still_finite == 1  # finite on every rank
                 row = {"step": step, "time": round(before + time.perf_counter() - t0, 4)}
                 row |= {"loss": loss, **values, "grad_norm": grad_norm}
-                row |= dict(zip(out.parts, part_values, strict=True))
+                row |= dict(zip(named, part_values, strict=True))
                 if still_finite and labelled and world.main:
                     row["knn_acc"] = knn  # held-out split against the training set, eval mode
                 if still_finite and pairs and world.main:
