@@ -22,7 +22,7 @@ from .catalogue import KNN_K
 from .errors import ConfigError
 from .registry import Registry
 from .rundir import sanitize_name
-from .verdict import DEFAULT_THRESHOLDS
+from .verdict import DEFAULT_THRESHOLDS, STOP_VERDICTS
 from .views import ViewsConfig
 from .yamlfile import parse_scalar, read_yaml
 
@@ -51,6 +51,21 @@ class VerdictConfig(_Strict):
     dimensional_fraction: float = Field(DEFAULT_THRESHOLDS["dimensional_fraction"], gt=0, lt=1)
 
 
+class StopOnConfig(_Strict):
+    """train.stop_on: end a run once its verdict has held at ``patience`` + 1 log steps in a row
+    (the step it first held and ``patience`` more); status ``stopped``. Off by default."""
+
+    verdict: str
+    patience: int = Field(0, ge=0)
+
+    @field_validator("verdict")
+    @classmethod
+    def _verdict(cls, v: str) -> str:
+        if v not in STOP_VERDICTS:
+            raise ValueError(f"{v!r} is not a verdict to stop on; use {' or '.join(STOP_VERDICTS)}")
+        return v
+
+
 class TrainConfig(_Strict):
     steps: int = Field(500, gt=0)
     batch_size: int | None = Field(None, gt=0)
@@ -58,6 +73,7 @@ class TrainConfig(_Strict):
     deterministic: bool = False
     autocast: Literal["bf16"] | None = None
     threads: int | None = Field(None, gt=0)  # torch's CPU threads for the run; None: the default
+    stop_on: StopOnConfig | None = None  # end a run that is dead (training/stopping.py)
 
 
 class LogConfig(_Strict):

@@ -39,6 +39,7 @@ def build_summary(
     knn_chance: float | None = None,
     diverged_at: int | None = None,
     recall_chance: float | None = None,
+    stop_reason: str | None = None,
 ) -> dict[str, Any]:
     """The summary of a run from its finite metric rows.
 
@@ -46,7 +47,9 @@ def build_summary(
     is judged from the last row against step 0; a run that diverged or was interrupted gets
     no verdict (None) and a reason that says so. A run still going has no verdict yet.
     ``wall_time_s``, ``knn_chance``, ``recall_chance`` (1/M for M held-out pairs) and
-    ``diverged_at`` are known only to the process that ran it.
+    ``diverged_at`` are known only to the process that ran it. A run ``stopped`` by
+    train.stop_on is judged like a completed one, from its last row (where the verdict it
+    stopped on holds), and says why it stopped in ``stop_reason``.
     """
     first, final = (rows[0], rows[-1]) if rows else ({}, {})
     reference_rank = first.get("rank")
@@ -74,7 +77,10 @@ def build_summary(
             f"the loss or the embeddings became NaN or infinite by step {diverged_at}"
             + (f"; the last good metrics are from step {last}" if last is not None else "")
         )
-    if thresholds is not None and status != "completed":
+    if stop_reason is not None:
+        summary["stopped_at"] = final.get("step")
+        summary["stop_reason"] = stop_reason
+    if thresholds is not None and status not in ("completed", "stopped"):
         summary["verdict"] = None  # partial data is no verdict: say why instead
         how = {"diverged": f"diverged at step {diverged_at}"}.get(
             status, f"was {status} after {steps_done} of {steps} steps"

@@ -27,6 +27,7 @@ from .build import build
 from .checkpoint import load_checkpoint
 from .distributed import NoFiles, World, check_split, joined
 from .loop import Reporter, Result, Silent, Stop, train
+from .stopping import StopOn
 from .tensorboard import TensorBoardWriter
 
 ConfigSource = str | Path | dict[str, Any] | RunConfig
@@ -123,6 +124,12 @@ def open_resume(
     cfg = load_config(path / rundir.CONFIG)
     old_steps = cfg.train.steps
     cfg = _with_length(cfg, overrides or [])
+    if meta.get("status") == "stopped":  # train.stop_on ended it: it is over, by its own rule
+        at = (rundir.read_json(path / rundir.SUMMARY) or {}).get("stopped_at")
+        raise ConfigError(
+            f"{path}: train.stop_on stopped the run at step {at}; there is nothing to resume "
+            f"(to train it on regardless: collapse run {path / rundir.CONFIG} train.stop_on=null)"
+        )
     if meta.get("status") == "completed" and cfg.train.steps <= old_steps:
         raise ConfigError(
             f"{path}: the run has completed its {old_steps} steps; there is nothing to resume "
@@ -242,6 +249,7 @@ def _execute(
                 result = train(
                     cfg, parts, world.device, writer, (reporter if main else None) or Silent(),
                     stop=stop, checkpoint=checkpoint, resume=resume, world=world,
+                    stop_on=StopOn.from_config(cfg, prior),
                 )  # fmt: skip
         except OSError as e:
             cause = f"cannot write to the run folder ({e.strerror})"
@@ -285,6 +293,7 @@ def _finish(
         knn_chance=knn_chance(labels) if any("knn_acc" in r for r in rows) else None,
         recall_chance=1 / len(parts.data.pairs[0]) if parts.data.pairs is not None else None,
         diverged_at=result.diverged_at,
+        stop_reason=result.stop_reason,
     )
     if cfg.log.embeddings and result.status != "diverged":
         summary["embeddings"] = _save_embeddings(path, parts, cfg.log.embeddings)

@@ -21,6 +21,7 @@ from ..views import ViewMaker
 from .build import Components
 from .checkpoint import Position, restore_checkpoint, save_checkpoint
 from .distributed import World
+from .stopping import StopOn
 
 
 class Reporter(Protocol):
@@ -47,12 +48,13 @@ class Stop:
 @dataclass
 class Result:
     rows: list[dict[str, Any]]  # the metric rows logged by this call (finite ones only)
-    status: str  # completed | interrupted | diverged
+    status: str  # completed | interrupted | diverged | stopped (train.stop_on)
     steps_done: int
     wall_time: float  # seconds, including the time before a resume
     batch_size: int
     dim: int  # embedding dimension (0 when nothing was logged)
     diverged_at: int | None = None  # the log step at which a non-finite value was seen
+    stop_reason: str | None = None  # why train.stop_on ended the run (status stopped)
 
 
 def train(
@@ -66,6 +68,7 @@ def train(
     checkpoint: Path | None = None,
     resume: dict[str, Any] | None = None,
     world: World | None = None,
+    stop_on: StopOn | None = None,
 ) -> Result:
     """Run the loop; returns the logged rows and how it ended.
 
@@ -80,6 +83,8 @@ def train(
     ``world``: the ranks of a distributed run (default one process). Each rank draws the views
     of the whole global batch from the same generator and keeps its share; the metrics are those
     of the gathered batch, and every rank takes the same decisions from them.
+
+    ``stop_on``: train.stop_on's rule (`stopping.StopOn`), judged at log steps on rank 0.
     """
     world = world or World(device)
     encoder = parts.encoder.to(device)
@@ -111,7 +116,7 @@ def train(
             save_checkpoint(checkpoint, at, encoder, objective, optimizer, generators, device)
 
     rows: list[dict[str, Any]] = []
-    status, dim, diverged_at = "completed", 0, None
+    status, dim, diverged_at, stop_reason = "completed", 0, None, None
     finite = torch.ones((), dtype=torch.bool, device=device)  # stays True while the loss does
     reporter.start(steps)
     reporter.advance(start)
@@ -188,6 +193,14 @@ def train(
                     writer.append_spectrum(step, eigenvalues.tolist())
                 dim = eigenvalues.numel()
                 reporter.log(row, dim)
+                # train.stop_on: rank 0 judges the rows so far (it alone has every row of a
+                # resumed run); every rank follows its decision. Log steps only: no extra sync.
+                if stop_on is not None:
+                    reason = stop_on.see(row, dim) if world.main else None
+                    if world.any(reason is not None):
+                        status, stop_reason, at.step = "stopped", reason, step + 1
+                        reporter.advance(at.step)
+                        break
             at.step = step + 1
             reporter.advance(at.step)
             if cfg.train.checkpoint_every and at.step % cfg.train.checkpoint_every == 0:
@@ -197,4 +210,4 @@ def train(
     if status == "interrupted":
         snapshot()  # the state after the last finished step: resume picks up exactly here
     wall = before + time.perf_counter() - t0
-    return Result(rows, status, at.step, wall, batch_size, dim, diverged_at)
+    return Result(rows, status, at.step, wall, batch_size, dim, diverged_at, stop_reason)
