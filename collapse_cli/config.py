@@ -18,7 +18,7 @@ from pydantic import (
     field_validator,
 )
 
-from .catalogue import KNN_K
+from .catalogue import KNN_K, REPRESENTATIONS
 from .errors import ConfigError
 from .registry import Registry
 from .rundir import sanitize_name
@@ -85,6 +85,24 @@ class LogConfig(_Strict):
     tensorboard: bool = False  # also write TensorBoard scalars (the tensorboard extra)
     verdict: VerdictConfig = VerdictConfig()
     plots: bool = True  # draw the standard figures into plots/ when the run ends
+    # Where the metrics are measured, the first unprefixed (training/taps.py); None: the
+    # objective's own representation, and the encoder's too where a projector follows it.
+    at: list[str] | None = None
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _at(cls, v: Any) -> Any:
+        v = [v] if isinstance(v, str) else v
+        if isinstance(v, list):
+            for name in v:
+                if name not in REPRESENTATIONS:
+                    raise ValueError(
+                        f"{name!r} is not a place to measure; use {', '.join(REPRESENTATIONS)}, "
+                        "or a list of them"
+                    )
+            if not v:
+                raise ValueError("an empty list measures nothing; leave log.at out for the default")
+        return v
 
 
 class RunConfig(_Strict):

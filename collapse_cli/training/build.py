@@ -17,6 +17,7 @@ from ..errors import ComponentBug, ConfigError
 from ..objectives import Objective
 from ..views import view_count
 from ..yamlfile import dump_yaml
+from .taps import measured
 
 
 @dataclass
@@ -91,6 +92,7 @@ def build(cfg: RunConfig) -> Components:
         objective.setup(encoder, dim, batch_size or dataset.n, dataset.n)
     except ValueError as e:
         raise ConfigError(f"{cfg.source}: {e}") from None
+    measured(cfg, encoder, objective)  # log.at names only what this run has (ConfigError)
     trainable = [p for m in (encoder, objective) for p in m.parameters() if p.requires_grad]
     optimizer = _make(cfg, "optimizer", trainable)
     return Components(data, encoder, objective, optimizer)

@@ -28,6 +28,7 @@ from .checkpoint import load_checkpoint
 from .distributed import NoFiles, World, check_split, joined
 from .loop import Reporter, Result, Silent, Stop, train
 from .stopping import StopOn
+from .taps import measured
 from .tensorboard import TensorBoardWriter
 
 ConfigSource = str | Path | dict[str, Any] | RunConfig
@@ -295,6 +296,7 @@ def _finish(
         diverged_at=result.diverged_at,
         stop_reason=result.stop_reason,
     )
+    summary["measured_at"] = measured(cfg, parts.encoder, parts.objective)  # log.at, resolved
     if cfg.log.embeddings and result.status != "diverged":
         summary["embeddings"] = _save_embeddings(path, parts, cfg.log.embeddings)
     if cfg.log.csv:

@@ -22,6 +22,7 @@ from .build import Components
 from .checkpoint import Position, restore_checkpoint, save_checkpoint
 from .distributed import World
 from .stopping import StopOn
+from .taps import Taps
 
 
 class Reporter(Protocol):
@@ -115,6 +116,7 @@ def train(
             at.elapsed = before + time.perf_counter() - t0
             save_checkpoint(checkpoint, at, encoder, objective, optimizer, generators, device)
 
+    taps = Taps(cfg, encoder, objective)  # log.at: where the metrics are measured (taps.py)
     rows: list[dict[str, Any]] = []
     status, dim, diverged_at, stop_reason = "completed", 0, None, None
     finite = torch.ones((), dtype=torch.bool, device=device)  # stays True while the loss does
@@ -150,8 +152,10 @@ def train(
             if log_step and pairs and world.main:  # recall@1 of held-out pairs, likewise
                 queries, partners = (embed(encoder, part) for part in data.pairs)
                 recall = metrics.recall_at_1(queries, partners)
+            taps.armed = log_step  # log.at's hooks keep this forward pass's tensors, if logged
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 out = model(views)  # objective(encoder, views)
+            taps.armed = False
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             optimizer.step()
@@ -162,11 +166,12 @@ def train(
             if log_step:
                 # Metrics in float64 of the global batch, gathered from every rank; under
                 # autocast the rank tolerance is bfloat16's.
-                z = collectives.gather_detached(out.z.detach())  # (B, d)
-                z_pos = out.z_pos.detach() if out.z_pos is not None else None
-                z_pos = collectives.gather_detached(z_pos) if z_pos is not None else None
+                # log.at's first representation: out.z by default.
+                z, z_pos = taps.pair(taps.names[0], out)  # (B, d) each
                 precision = torch.bfloat16 if bf16 else None
                 values, eigenvalues = metrics.compute_metrics(z, z_pos, precision)
+                elsewhere = taps.others(out, precision)  # log.at's further ones, prefixed
+                taps.clear()
                 # The one read-back of the training side: flag, loss, grad norm, loss parts,
                 # averaged over the ranks (their mean loss is the global batch's loss).
                 still_finite, loss, grad_norm, *part_values = collectives.mean_over_ranks(
@@ -180,6 +185,7 @@ def train(
                 row = {"step": step, "time": round(before + time.perf_counter() - t0, 4)}
                 row |= {"loss": loss, **values, "grad_norm": grad_norm}
                 row |= dict(zip(out.parts, part_values, strict=True))
+                row |= elsewhere
                 if still_finite and labelled and world.main:
                     row["knn_acc"] = knn  # held-out split against the training set, eval mode
                 if still_finite and pairs and world.main:
@@ -207,6 +213,7 @@ def train(
                 snapshot()
     except KeyboardInterrupt:
         status = "interrupted"
+    taps.remove()
     if status == "interrupted":
         snapshot()  # the state after the last finished step: resume picks up exactly here
     wall = before + time.perf_counter() - t0
