@@ -108,3 +108,11 @@ def test_the_rank_at_figure_reads_every_place(tmp_path):
     assert measured_at(run) == [("projector", "effective_rank"),
                                 ("encoder", "encoder/effective_rank")]  # fmt: skip
     assert "rank_at" in drawn(run)
+
+
+def test_the_live_lines_show_the_effective_rank_of_each_further_place_only():
+    from collapse_cli.display.live import live_keys
+
+    row = {"step": 0, "time": 0.1, "loss": 1.0, "effective_rank": 9.0, "kl": 0.5,
+           "encoder/effective_rank": 20.0, "encoder/variance": 0.1, "encoder/rank": 32}  # fmt: skip
+    assert live_keys(row) == ["loss", "effective_rank", "kl", "encoder/effective_rank"]

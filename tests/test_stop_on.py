@@ -14,6 +14,7 @@ import pytest
 from collapse_cli import run_experiment
 from collapse_cli.config import load_config
 from collapse_cli.errors import ConfigError
+from collapse_cli.reading.listing import run_table
 from collapse_cli.training import resume_run
 from collapse_cli.training.stopping import StopOn
 from collapse_cli.training.sweep import resume_sweep
@@ -118,6 +119,9 @@ def test_a_run_stops_patience_log_steps_after_collapse(tmp_path: Path, plain_row
     assert summary["verdict"] == COMPLETE and f"from step {first}" in summary["stop_reason"]
     kept = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
     assert kept == [r | {"time": k["time"]} for r, k in zip(rows, kept, strict=False)]
+    (listed,) = run_table(tmp_path)
+    assert (listed["status"], listed["verdict"]) == ("stopped", COMPLETE)
+    assert listed["steps_done"] == summary["steps_done"]
     # over: --resume refuses, and says how to train it on regardless
     with pytest.raises(ConfigError, match=r"train\.stop_on=null"):
         resume_run(path)
