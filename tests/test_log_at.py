@@ -108,6 +108,7 @@ def test_the_rank_at_figure_reads_every_place(tmp_path):
     assert measured_at(run) == [("projector", "effective_rank"),
                                 ("encoder", "encoder/effective_rank")]  # fmt: skip
     assert "rank_at" in drawn(run)
+    assert run.loss_parts == [] and "loss_parts" not in drawn(run)  # encoder/... is no loss part
 
 
 def test_the_live_lines_show_the_effective_rank_of_each_further_place_only():
