@@ -15,6 +15,7 @@ from collapse_cli import run_experiment
 from collapse_cli.config import load_config
 from collapse_cli.errors import ConfigError
 from collapse_cli.reading.listing import run_table
+from collapse_cli.reading.sweep import open_sweep, sweep_groups
 from collapse_cli.training import resume_run
 from collapse_cli.training.stopping import StopOn
 from collapse_cli.training.sweep import resume_sweep
@@ -180,3 +181,6 @@ def test_a_sweep_stops_dead_runs_and_resume_leaves_them_alone(cli, tmp_path: Pat
     assert "1 completed, 1 stopped" in result.output
     again = resume_sweep(sweep)
     assert again.started == 0
+    # the stopped run's last metrics count in its point's means, its verdict in the majority
+    stopped, _ = sweep_groups(open_sweep(sweep))
+    assert len(stopped.used) == 1 and stopped.majority() == (COMPLETE, 1)

@@ -250,7 +250,7 @@ def print_seed_comparison(console: Console, result: Any) -> None:
         print_table(console, table)
     for group in result.groups:
         for member in group.members:
-            if member.status in ("stopped", "diverged", "failed"):
+            if member.status in ("diverged", "failed"):
                 name = member.run.id if member.run else f"seed {member.seed}"
                 print_lines(console, f"left out of the means: {name} ({member.status})")
     if result.out:

@@ -230,17 +230,17 @@ class Member:
 
 @dataclass
 class Group:
-    """Runs that differ only in seed. Their statistics are over the completed ones: a run
-    that diverged or failed has last metrics from before the failure, one still going has
-    not reached the end, and one stopped by train.stop_on ended early (its verdict counts in
-    the outcomes, its metrics not in the means)."""
+    """Runs that differ only in seed. Their statistics are over the completed ones and those
+    stopped by train.stop_on (whose last metrics are where their verdict had held for its
+    patience): a run that diverged or failed has last metrics from before the failure, and one
+    still going has not reached the end."""
 
     params: dict[str, Any]  # the values that set the group apart (the table's columns)
     members: list[Member] = field(default_factory=list)
 
     @property
     def used(self) -> list[Run]:
-        return [m.run for m in self.members if m.status == "completed" and m.run is not None]
+        return [m.run for m in self.members if m.status in JUDGED and m.run is not None]
 
     @cached_property
     def finals(self) -> list[dict[str, Any]]:
