@@ -19,7 +19,7 @@ DEFAULT_THRESHOLDS = {
 }
 # train.stop_on's verdicts, the most severe first: stopping on one stops on any more severe.
 STOP_VERDICTS = (COMPLETE, DIMENSIONAL)
-NOT_JUDGED = "not judged"  # how readers show the missing verdict of a diverged or stopped run
+NOT_JUDGED = "not judged"  # how readers show the missing verdict of a diverged or interrupted run
 SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 
