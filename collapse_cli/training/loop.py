@@ -200,7 +200,8 @@ def train(
                 dim = eigenvalues.numel()
                 reporter.log(row, dim)
                 # train.stop_on: rank 0 judges the rows so far (it alone has every row of a
-                # resumed run); every rank follows its decision. Log steps only: no extra sync.
+                # resumed run); every rank follows its decision (one small all-reduce with
+                # several ranks, at log steps only: nothing on the other steps).
                 if stop_on is not None:
                     reason = stop_on.see(row, dim) if world.main else None
                     if world.any(reason is not None):
@@ -213,7 +214,8 @@ def train(
                 snapshot()
     except KeyboardInterrupt:
         status = "interrupted"
-    taps.remove()
+    finally:
+        taps.remove()  # the encoder leaves the loop without log.at's hooks, however it ends
     if status == "interrupted":
         snapshot()  # the state after the last finished step: resume picks up exactly here
     wall = before + time.perf_counter() - t0
