@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 KNN_K = 20  # neighbours of knn_acc, unless log.knn_k says otherwise
+# log.at: where the metrics can be measured. The first place of log.at is logged under the
+# names below; every further one under its name, AT_SEPARATOR and the name: encoder/rank.
+REPRESENTATIONS = ("encoder", "projector", "predictor")
+AT_SEPARATOR = "/"
 
 
 @dataclass(frozen=True)

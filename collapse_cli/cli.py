@@ -155,7 +155,8 @@ def run(
 ) -> None:
     """Train the configured model, show the collapse metrics live, write a run folder.
 
-    Exit codes: 0 completed, 2 bad config or input, 3 diverged (NaN/Inf), 130 interrupted.
+    Exit codes: 0 completed (or stopped by train.stop_on), 2 bad config or input, 3 diverged
+    (NaN/Inf), 130 interrupted.
     """
     from .threads import set_thread_env
 

@@ -18,11 +18,11 @@ from pydantic import (
     field_validator,
 )
 
-from .catalogue import KNN_K
+from .catalogue import KNN_K, REPRESENTATIONS
 from .errors import ConfigError
 from .registry import Registry
 from .rundir import sanitize_name
-from .verdict import DEFAULT_THRESHOLDS
+from .verdict import DEFAULT_THRESHOLDS, STOP_VERDICTS
 from .views import ViewsConfig
 from .yamlfile import parse_scalar, read_yaml
 
@@ -51,6 +51,21 @@ class VerdictConfig(_Strict):
     dimensional_fraction: float = Field(DEFAULT_THRESHOLDS["dimensional_fraction"], gt=0, lt=1)
 
 
+class StopOnConfig(_Strict):
+    """train.stop_on: end a run once its verdict has held at ``patience`` + 1 log steps in a row
+    (the step it first held and ``patience`` more); status ``stopped``. Off by default."""
+
+    verdict: str
+    patience: int = Field(0, ge=0)
+
+    @field_validator("verdict")
+    @classmethod
+    def _verdict(cls, v: str) -> str:
+        if v not in STOP_VERDICTS:
+            raise ValueError(f"{v!r} is not a verdict to stop on; use {' or '.join(STOP_VERDICTS)}")
+        return v
+
+
 class TrainConfig(_Strict):
     steps: int = Field(500, gt=0)
     batch_size: int | None = Field(None, gt=0)
@@ -58,6 +73,7 @@ class TrainConfig(_Strict):
     deterministic: bool = False
     autocast: Literal["bf16"] | None = None
     threads: int | None = Field(None, gt=0)  # torch's CPU threads for the run; None: the default
+    stop_on: StopOnConfig | None = None  # end a run that is dead (training/stopping.py)
 
 
 class LidarConfig(_Strict):
@@ -78,6 +94,24 @@ class LogConfig(_Strict):
     plots: bool = True  # draw the standard figures into plots/ when the run ends
     lidar: LidarConfig | None = None  # LiDAR at log steps over its own probe set; None: off
     probe: Literal["linear"] | None = None  # probe_acc at log steps (labelled data); None: off
+    # Where the metrics are measured, the first unprefixed (training/taps.py); None: the
+    # objective's own representation, and the encoder's too where a projector follows it.
+    at: list[str] | None = None
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _at(cls, v: Any) -> Any:
+        v = [v] if isinstance(v, str) else v
+        if isinstance(v, list):
+            for name in v:
+                if name not in REPRESENTATIONS:
+                    raise ValueError(
+                        f"{name!r} is not a place to measure; use {', '.join(REPRESENTATIONS)}, "
+                        "or a list of them"
+                    )
+            if not v:
+                raise ValueError("an empty list measures nothing; leave log.at out for the default")
+        return v
 
 
 class RunConfig(_Strict):

@@ -79,6 +79,7 @@ def build_summary(
     dimensions: dict[str, Any] | None = None,
     knn_collapsed: float | None = None,
     eps: float | None = None,
+    stop_reason: str | None = None,
 ) -> dict[str, Any]:
     """The summary of a run from its finite metric rows.
 
@@ -90,6 +91,8 @@ def build_summary(
     (`metrics.dimensions` of the last logged embeddings: the dead axes and the dominant share)
     and ``knn_collapsed`` (`metrics.knn_collapsed`). ``eps``: the ε of a run whose encoder
     started near collapse (its escape fields are added, `escape`); None otherwise.
+    A run ``stopped`` by train.stop_on is judged like a completed one, from its last row
+    (where the verdict it stopped on holds), and says why it stopped in ``stop_reason``.
     """
     first, final = (rows[0], rows[-1]) if rows else ({}, {})
     reference_rank = first.get("rank")
@@ -123,7 +126,10 @@ def build_summary(
             f"the loss or the embeddings became NaN or infinite by step {diverged_at}"
             + (f"; the last good metrics are from step {last}" if last is not None else "")
         )
-    if thresholds is not None and status != "completed":
+    if stop_reason is not None:
+        summary["stopped_at"] = final.get("step")
+        summary["stop_reason"] = stop_reason
+    if thresholds is not None and status not in ("completed", "stopped"):
         summary["verdict"] = None  # partial data is no verdict: say why instead
         how = {"diverged": f"diverged at step {diverged_at}"}.get(
             status, f"was {status} after {steps_done} of {steps} steps"

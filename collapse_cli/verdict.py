@@ -17,7 +17,9 @@ DEFAULT_THRESHOLDS = {
     "complete_std_l2": 0.05,
     "dimensional_fraction": 0.25,
 }
-NOT_JUDGED = "not judged"  # how readers show the missing verdict of a diverged or stopped run
+# train.stop_on's verdicts, the most severe first: stopping on one stops on any more severe.
+STOP_VERDICTS = (COMPLETE, DIMENSIONAL)
+NOT_JUDGED = "not judged"  # how readers show the missing verdict of a diverged or interrupted run
 SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 

@@ -65,6 +65,11 @@ GATHERING = ["infonce_self", "infonce", "barlow_twins", "vicreg"]  # their loss 
 PER_RANK = doc(LOSSES["byol"])
 PER_RANK["encoder"] = {**PER_RANK["encoder"], "batch_norm": "per_rank"}
 RESUMED = doc(LOSSES["moco"], checkpoint_every=4)
+# train.stop_on with a projector (log.at's default adds encoder/...): a dimensional-collapse
+# threshold of 0.99 × the step-0 rank holds from step 0 on, so the run stops at step 2.
+STOPPED = doc(LOSSES["infonce"], stop_on={"verdict": "dimensional collapse", "patience": 1})
+STOPPED["encoder"] = {**STOPPED["encoder"], "projector": [8]}
+STOPPED["log"] = {**STOPPED["log"], "verdict": {"dimensional_fraction": 0.99}}
 
 JOBS = (
     [{"name": f"step-{k}", "kind": "step", "doc": doc(v)} for k, v in LOSSES.items()]
@@ -72,6 +77,7 @@ JOBS = (
     + [{"name": "per-rank-bn", "kind": "step", "doc": PER_RANK}]
     + [{"name": f"run-{k}", "kind": "run", "doc": doc(v)} for k, v in LOSSES.items()]
     + [{"name": "resumed", "kind": "interrupt_and_resume", "doc": RESUMED, "at": 9}]
+    + [{"name": "run-stopped", "kind": "run", "doc": STOPPED}]
     # Last: the group is broken after it, and rank 0 notices when rank 1's process ends.
     + [{"name": "raises", "kind": "fail", "doc": doc(LOSSES["vicreg"]), "rank": 1, "after": 3,
         "how": "raise"}]
@@ -190,6 +196,19 @@ def test_two_ranks_log_the_metrics_one_process_logs(ranks: Path, loss: str, tmp_
     assert json.loads((path / "meta.json").read_text())["world_size"] == 1
     assert found(ranks, f"run-{loss}", rank=1)["summary"] == two["summary"]
     assert two["summary"]["batch_size"] == summary["batch_size"] == 32  # the global batch
+
+
+def test_two_ranks_stop_where_one_process_stops(ranks: Path, tmp_path: Path):
+    """train.stop_on: rank 0 judges, both ranks stop after the same step (else the second
+    would wait on a collective forever), with the rows, encoder/ ones included, of one process."""
+    path, summary = run_experiment(STOPPED, runs_dir=tmp_path)
+    two = found(ranks, "run-stopped")
+    assert summary["status"] == two["summary"]["status"] == "stopped"
+    assert summary["stopped_at"] == two["summary"]["stopped_at"] == 2
+    assert found(ranks, "run-stopped", rank=1)["summary"]["steps_done"] == 3
+    rows = numbers(Path(two["path"]) / "metrics.jsonl")
+    assert_same_rows(rows, numbers(path / "metrics.jsonl"))
+    assert "encoder/effective_rank" in rows[0]
 
 
 def test_an_interrupted_run_resumes_on_two_ranks_or_on_one(ranks: Path, tmp_path: Path):

@@ -23,7 +23,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from ..catalogue import BY_KEY, LIVE
+from ..catalogue import AT_SEPARATOR, BY_KEY, LIVE
 from ..verdict import findings, is_structural
 from .text import Column, cell, fitted_table, print_lines
 
@@ -33,9 +33,12 @@ SKIP = {"step", "time"}
 
 def live_keys(row: dict[str, Any]) -> list[str]:
     """The columns a row can fill: the catalogue's live metrics it has, then its loss parts
-    (numbers that are not in the catalogue)."""
+    (numbers that are not in the catalogue); of log.at's further places, the effective rank
+    alone (``encoder/effective_rank``; metrics.jsonl has the rest)."""
     keys = [m.key for m in LIVE if m.key in row]
-    parts = [k for k, v in row.items() if k not in BY_KEY and k not in SKIP]
+    placed = [k for k in row if AT_SEPARATOR in k]
+    parts = [k for k, v in row.items() if k not in BY_KEY and k not in SKIP and k not in placed]
+    parts += [k for k in placed if k.endswith(AT_SEPARATOR + "effective_rank")]
     return keys + [k for k in parts if isinstance(row[k], (int, float))]
 
 

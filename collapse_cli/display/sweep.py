@@ -16,6 +16,8 @@ from rich.text import Text
 from .tables import print_figures, print_predictors
 from .text import fmt, marked, print_error, print_lines, print_table
 
+ENDED_STATES = ("completed", "stopped", "diverged", "failed")  # a run in these is done
+
 
 def _point(entry: dict[str, Any]) -> str:
     """``loss.temperature=0.1 optimizer.lr=0.001 seed=2``: what sets a run of a sweep apart."""
@@ -57,9 +59,10 @@ class _SweepClock:
 
     def status_line(self) -> str:
         c = self.counts()
-        done = sum(c.get(s, 0) for s in ("completed", "diverged", "failed"))
+        done = sum(c.get(s, 0) for s in ENDED_STATES)
         parts = [f"{done}/{self.total} done", f"{c.get('running', 0)} running"]
-        parts += [f"{c[s]} {s}" for s in ("failed", "diverged", "interrupted") if c.get(s)]
+        shown = ("stopped", "failed", "diverged", "interrupted")
+        parts += [f"{c[s]} {s}" for s in shown if c.get(s)]
         return ", ".join(parts) + f", eta {self.eta()}"
 
 
@@ -89,7 +92,7 @@ class LiveSweepReporter(_SweepClock):
         from rich.progress_bar import ProgressBar
 
         c = self.counts()
-        ended = sum(c.get(s, 0) for s in ("completed", "diverged", "failed", "interrupted"))
+        ended = sum(c.get(s, 0) for s in (*ENDED_STATES, "interrupted"))
         table = Table(title=escape(self.index.get("id", "sweep")), title_justify="left")
         for header in self.HEADERS:
             right = header in ("#", "eff. rank", "time")
@@ -167,20 +170,20 @@ def print_sweep_summary(console: Console, errors: Console, result: Any) -> int:
     index = result.index
     c = sweep_counts(index)
     total = len(index.get("runs", []))
-    order = ("completed", "diverged", "failed", "interrupted", "running", "pending")
+    order = ("completed", "stopped", "diverged", "failed", "interrupted", "running", "pending")
     states = ", ".join(
         f"{c[s]} {'not started' if s == 'pending' else s}" for s in order if c.get(s)
     )
     console.print(f"[bold]{escape(index.get('id', ''))}[/]: {total} runs: {states}", soft_wrap=True)
     verdicts: dict[str, int] = {}
     for entry in index.get("runs", []):
-        if entry.get("status") == "completed" and entry.get("verdict"):
+        if entry.get("status") in ("completed", "stopped") and entry.get("verdict"):
             verdicts[entry["verdict"]] = verdicts.get(entry["verdict"], 0) + 1
     if verdicts:
         shown = [Text(f"{n} ") + marked(v) for v, n in verdicts.items()]
         console.print(Text("  verdicts: ") + Text(", ").join(shown), soft_wrap=True)
     for entry in index.get("runs", []):
-        if entry.get("status") in ("diverged", "failed", "interrupted"):
+        if entry.get("status") in ("stopped", "diverged", "failed", "interrupted"):
             where = f" ({entry['folder']})" if entry.get("folder") else ""
             why = entry.get("reason") or "no reason recorded"
             line = Text.assemble("  ", marked(entry["status"]), f" [{entry['index']}] ")

@@ -77,11 +77,14 @@ def print_start(console: Console, job: Any) -> None:
 
 def print_ending(console: Console, path: Any, summary: dict[str, Any]) -> int:
     """What stderr says when a run did not complete; returns the exit code (0 completed, 3
-    diverged, 130 interrupted)."""
+    diverged, 130 interrupted; 0 for a run stopped by train.stop_on)."""
     status = summary.get("status")
     if status == "diverged":
         print_error(console, f"run diverged: {summary['divergence']}")
         return 3
+    if status == "stopped":  # train.stop_on: an ending the config asked for, exit code 0
+        print_lines(console, f"stopped early: {summary.get('stop_reason')}")
+        return 0
     if status == "interrupted":
         what = f"interrupted after {summary['steps_done']} steps; {path} holds what ran"
         print_lines(console, what, f"to continue it: collapse run --resume {path}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..catalogue import KNN_K
+from ..catalogue import AT_SEPARATOR, KNN_K
 from ..verdict import min_eig_text, zero_label
 from .run import Run, config_value
 from .style import (
@@ -232,6 +232,34 @@ def _loss_parts(ax: Axes, run: Run) -> None:
     ax.legend(loc="best")
 
 
+def measured_at(run: Run) -> list[tuple[str, str]]:
+    """(label, key) of the effective rank at each place log.at measured, the unprefixed one
+    first: ``[("projector", "effective_rank"), ("encoder", "encoder/effective_rank")]``."""
+    logged = run.summary.get("max") or {}
+    names = list(run.summary.get("measured_at") or [])
+    suffix = AT_SEPARATOR + "effective_rank"
+    others = [k[: -len(suffix)] for k in logged if k.endswith(suffix)]
+    first = names[0] if names else "as logged"
+    found = [(first, "effective_rank")] if "effective_rank" in logged else []
+    return found + [(name, name + suffix) for name in others]
+
+
+def _ranks_at(ax: Axes, run: Run) -> None:
+    """The effective rank at each representation of log.at (encoder, projector, predictor):
+    collapse can differ between the backbone and its heads."""
+    import numpy as np
+
+    steps = run.array("step")
+    for color, (name, key) in zip(OKABE_ITO, measured_at(run), strict=False):
+        rank = run.array(key.replace("effective_rank", "rank"))  # each place has its own d
+        start = f" (rank {int(rank[0])} at step 0)" if len(rank) and np.isfinite(rank[0]) else ""
+        ax.plot(steps, run.array(key), color=color, label=f"at the {name}{start}")
+    ax.set_ylim(bottom=0)
+    ax.set(title="Effective rank where it is measured (log.at)", xlabel="step",
+           ylabel="effective rank (dimensions)")  # fmt: skip
+    ax.legend(loc="best")
+
+
 PANELS: dict[str, Callable[[Axes, Run], None]] = {
     "loss": _loss,
     "loss_parts": _loss_parts,
@@ -243,6 +271,7 @@ PANELS: dict[str, Callable[[Axes, Run], None]] = {
     "recall": _recall,
     "spectrum": _heatmap,
     "final_spectrum": _final_spectrum,
+    "rank_at": _ranks_at,
 }
 
 
@@ -286,6 +315,7 @@ def drawn(run: Run) -> list[str]:
         "loss_parts": bool(run.loss_parts),
         "spectrum": bool(len(run.spectra(SPECTRUM_ROWS))),
         "forces": any(v is not None for v in run.column("force_ratio")),
+        "rank_at": len(measured_at(run)) > 1,  # log.at measured more than one place
     }
     has["final_spectrum"] = has["spectrum"]
     return [name for name in PANELS if has.get(name, True)]

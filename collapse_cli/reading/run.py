@@ -192,13 +192,15 @@ class Run:
     @property
     def loss_parts(self) -> list[str]:
         """The loss's own logged parts (vicreg's terms, barlow_twins' diagonals, ...): the
-        numbers of the first row that are not in the metric catalogue."""
-        from ..catalogue import BY_KEY
+        numbers of the first row that are not in the metric catalogue (nor a metric of log.at's
+        further places, ``encoder/effective_rank``)."""
+        from ..catalogue import AT_SEPARATOR, BY_KEY
 
         first = self.metrics[0] if self.metrics else {}
         return [
             k for k, v in first.items()
             if k not in BY_KEY and k not in ("step", "time") and isinstance(v, (int, float))
+            and AT_SEPARATOR not in k
         ]  # fmt: skip
 
     def thresholds(self) -> dict[str, float]:

@@ -33,7 +33,9 @@ TITLES = {
 }
 # What a run of a sweep came to, the most severe first: a tie in a majority goes to the first.
 OUTCOMES = ("diverged", "failed", COMPLETE, DIMENSIONAL, HEALTHY, "no result")
-ENDED = ("completed", "diverged")  # a run in either state is never run again by --resume
+# A run in one of these states is never run again by --resume (stopped: by train.stop_on).
+ENDED = ("completed", "diverged", "stopped")
+JUDGED = ("completed", "stopped")  # the states that have a verdict
 
 
 # --------------------------------------------------------------------------- the index
@@ -98,8 +100,9 @@ class SweepRun:
 
     @property
     def outcome(self) -> str:
-        """The verdict of a completed run; otherwise diverged, failed or no result."""
-        if self.status == "completed":
+        """The verdict of a completed run or of one stopped by train.stop_on; otherwise
+        diverged, failed or no result."""
+        if self.status in JUDGED:
             return self.verdict or "no result"
         return self.status if self.status in ("diverged", "failed") else "no result"
 
@@ -111,6 +114,8 @@ class SweepRun:
                 return self.run.summary.get("divergence")
             if self.status == "failed":
                 return self.run.meta.get("error") or self.entry.get("reason")
+            if self.status == "stopped":
+                return self.run.summary.get("stop_reason")
         return self.entry.get("reason")
 
 
@@ -188,7 +193,7 @@ def load_sweep(path: str | Path, frame: bool | None = None) -> Any:
     for r in sweep.runs:
         row: dict[str, Any] = {**r.params, "seed": r.seed, "status": r.status}
         row |= {"verdict": r.verdict, "folder": r.run.path.name if r.run else None}
-        row |= {"reason": r.reason} if r.status in ("diverged", "failed") else {}
+        row |= {"reason": r.reason} if r.status in ("diverged", "failed", "stopped") else {}
         if r.run is not None:
             row |= final_metrics(r.run)
         rows.append(row)
@@ -229,16 +234,17 @@ class Member:
 
 @dataclass
 class Group:
-    """Runs that differ only in seed. Their statistics are over the completed ones: a run
-    that diverged or failed has last metrics from before the failure, and one still going has
-    not reached the end."""
+    """Runs that differ only in seed. Their statistics are over the completed ones and those
+    stopped by train.stop_on (whose last metrics are where their verdict had held for its
+    patience): a run that diverged or failed has last metrics from before the failure, and one
+    still going has not reached the end."""
 
     params: dict[str, Any]  # the values that set the group apart (the table's columns)
     members: list[Member] = field(default_factory=list)
 
     @property
     def used(self) -> list[Run]:
-        return [m.run for m in self.members if m.status == "completed" and m.run is not None]
+        return [m.run for m in self.members if m.status in JUDGED and m.run is not None]
 
     @cached_property
     def finals(self) -> list[dict[str, Any]]:
@@ -290,7 +296,7 @@ def seed_groups(runs: list[Run], differing: dict[str, list[Any]]) -> list[Group]
         params = {k: differing[k][i] for k in keys}
         group = groups.setdefault(json.dumps([str(v) for v in params.values()]), Group(params))
         verdict = run.summary.get("verdict") if run.finished else None
-        outcome = (verdict or "no result") if run.status == "completed" else run.status
+        outcome = (verdict or "no result") if run.status in JUDGED else run.status
         outcome = outcome if outcome in OUTCOMES else "no result"
         group.members.append(Member(run, run.status, config_value(run.config, "seed"), outcome))
     if all(len(g.members) == 1 for g in groups.values()):

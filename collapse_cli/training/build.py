@@ -18,6 +18,7 @@ from ..objectives import Objective
 from ..views import check_fits_data, view_count
 from ..yamlfile import dump_yaml
 from .probes import check_probes
+from .taps import measured
 
 
 @dataclass
@@ -94,6 +95,7 @@ def build(cfg: RunConfig) -> Components:
         objective.setup(encoder, dim, batch_size or dataset.n, dataset.n)
     except ValueError as e:
         raise ConfigError(f"{cfg.source}: {e}") from None
+    measured(cfg, encoder, objective)  # log.at names only what this run has (ConfigError)
     trainable = [p for m in (encoder, objective) for p in m.parameters() if p.requires_grad]
     optimizer = _make(cfg, "optimizer", trainable)
     return Components(data, encoder, objective, optimizer)

@@ -48,7 +48,7 @@ class Task:
 def resumable(folder: Path) -> bool:
     """A folder that `resume_run` continues: it has a checkpoint and did not end."""
     meta = rundir.read_json(folder / rundir.META) or {}
-    ended = meta.get("status") in ("completed", "diverged")
+    ended = meta.get("status") in ("completed", "diverged", "stopped")
     return not ended and (folder / rundir.CHECKPOINT).is_file()
 
 
@@ -90,12 +90,15 @@ def run_task(task: Task) -> dict[str, Any]:
         return outcome | {"status": "failed", "reason": reason, "folder": folder and folder.name}
     final = summary.get("final") or {}
     outcome |= {"folder": path.name, "status": summary["status"]}
-    if summary["status"] == "completed":  # a run that stopped early has no verdict to give
+    # A run interrupted early has no verdict to give; one stopped by train.stop_on has its own.
+    if summary["status"] in ("completed", "stopped"):
         outcome["verdict"] = summary.get("verdict")
     outcome |= {"effective_rank": final.get("effective_rank")}
     outcome |= {"wall_time_s": summary.get("wall_time_s"), "steps_done": summary["steps_done"]}
     if summary["status"] == "diverged":
         outcome["reason"] = summary.get("divergence")
+    elif summary["status"] == "stopped":
+        outcome["reason"] = summary.get("stop_reason")
     elif summary["status"] == "interrupted":
         outcome["reason"] = f"stopped after {summary['steps_done']} of {summary['steps']} steps"
     return outcome

@@ -27,6 +27,8 @@ from .build import build
 from .checkpoint import load_checkpoint
 from .distributed import NoFiles, World, check_split, joined
 from .loop import Reporter, Result, Silent, Stop, train
+from .stopping import StopOn
+from .taps import measured
 from .tensorboard import TensorBoardWriter
 
 ConfigSource = str | Path | dict[str, Any] | RunConfig
@@ -123,6 +125,12 @@ def open_resume(
     cfg = load_config(path / rundir.CONFIG)
     old_steps = cfg.train.steps
     cfg = _with_length(cfg, overrides or [])
+    if meta.get("status") == "stopped":  # train.stop_on ended it: it is over, by its own rule
+        at = (rundir.read_json(path / rundir.SUMMARY) or {}).get("stopped_at")
+        raise ConfigError(
+            f"{path}: train.stop_on stopped the run at step {at}; there is nothing to resume "
+            f"(to train it on regardless: collapse run {path / rundir.CONFIG} train.stop_on=null)"
+        )
     if meta.get("status") == "completed" and cfg.train.steps <= old_steps:
         raise ConfigError(
             f"{path}: the run has completed its {old_steps} steps; there is nothing to resume "
@@ -242,6 +250,7 @@ def _execute(
                 result = train(
                     cfg, parts, world.device, writer, (reporter if main else None) or Silent(),
                     stop=stop, checkpoint=checkpoint, resume=resume, world=world,
+                    stop_on=StopOn.from_config(cfg, prior),
                 )  # fmt: skip
         except OSError as e:
             cause = f"cannot write to the run folder ({e.strerror})"
@@ -289,7 +298,9 @@ def _finish(
         dimensions=result.dims,
         knn_collapsed=knn_collapsed(parts.data.labels, labels) if knn_logged else None,
         eps=near_collapse_eps(cfg.encoder.params()),
+        stop_reason=result.stop_reason,
     )
+    summary["measured_at"] = measured(cfg, parts.encoder, parts.objective)  # log.at, resolved
     if cfg.log.embeddings and result.status != "diverged":
         summary["embeddings"] = _save_embeddings(path, parts, cfg.log.embeddings)
     if cfg.log.csv:

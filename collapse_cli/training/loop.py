@@ -22,6 +22,8 @@ from .build import Components
 from .checkpoint import Position, restore_checkpoint, save_checkpoint
 from .distributed import World
 from .probes import Probes
+from .stopping import StopOn
+from .taps import Taps
 
 
 class Reporter(Protocol):
@@ -48,13 +50,14 @@ class Stop:
 @dataclass
 class Result:
     rows: list[dict[str, Any]]  # the metric rows logged by this call (finite ones only)
-    status: str  # completed | interrupted | diverged
+    status: str  # completed | interrupted | diverged | stopped (train.stop_on)
     steps_done: int
     wall_time: float  # seconds, including the time before a resume
     batch_size: int
     dim: int  # embedding dimension (0 when nothing was logged)
     diverged_at: int | None = None  # the log step at which a non-finite value was seen
     dims: dict[str, Any] | None = None  # metrics.dimensions of the last finite log step
+    stop_reason: str | None = None  # why train.stop_on ended the run (status stopped)
 
 
 def train(
@@ -68,6 +71,7 @@ def train(
     checkpoint: Path | None = None,
     resume: dict[str, Any] | None = None,
     world: World | None = None,
+    stop_on: StopOn | None = None,
 ) -> Result:
     """Run the loop; returns the logged rows and how it ended.
 
@@ -82,6 +86,8 @@ def train(
     ``world``: the ranks of a distributed run (default one process). Each rank draws the views
     of the whole global batch from the same generator and keeps its share; the metrics are those
     of the gathered batch, and every rank takes the same decisions from them.
+
+    ``stop_on``: train.stop_on's rule (`stopping.StopOn`), judged at log steps on rank 0.
     """
     world = world or World(device)
     encoder = parts.encoder.to(device)
@@ -113,8 +119,9 @@ def train(
             at.elapsed = before + time.perf_counter() - t0
             save_checkpoint(checkpoint, at, encoder, objective, optimizer, generators, device)
 
+    taps = Taps(cfg, encoder, objective)  # log.at: where the metrics are measured (taps.py)
     rows: list[dict[str, Any]] = []
-    status, dim, diverged_at = "completed", 0, None
+    status, dim, diverged_at, stop_reason = "completed", 0, None, None
     last: tuple[torch.Tensor, torch.dtype | None, float] | None = None  # for dead dimensions
     finite = torch.ones((), dtype=torch.bool, device=device)  # stays True while the loss does
     reporter.start(steps)
@@ -150,8 +157,10 @@ def train(
                 queries, partners = (embed(encoder, part) for part in data.pairs)
                 recall = metrics.recall_at_1(queries, partners)
             probed = probes(encoder) if log_step and world.main else {}  # LiDAR, linear probe
+            taps.armed = log_step  # log.at's hooks keep this forward pass's tensors, if logged
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 out = model(views)  # objective(encoder, views)
+            taps.armed = False
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             optimizer.step()
@@ -162,13 +171,16 @@ def train(
             if log_step:
                 # Metrics in float64 of the global batch, gathered from every rank; under
                 # autocast the rank tolerance is bfloat16's.
-                z = collectives.gather_detached(out.z.detach())  # (B, d)
-                z_pos = out.z_pos.detach() if out.z_pos is not None else None
-                z_pos = collectives.gather_detached(z_pos) if z_pos is not None else None
+                # log.at's first representation: out.z by default.
+                z, z_pos = taps.pair(taps.names[0], out)  # (B, d) each
                 precision = torch.bfloat16 if bf16 else None
                 values, eigenvalues = metrics.compute_metrics(z, z_pos, precision)
-                # The loss's parts, then diagnostics of the objective (InfoNCE's forces).
-                named = out.parts | objective.forces(z, z_pos)
+                # The loss's parts, then diagnostics of the objective (InfoNCE's forces), always
+                # of the embeddings its loss compares, wherever log.at measures first.
+                own = (z, z_pos) if taps.names[0] == taps.own else taps.pair(taps.own, out)
+                named = out.parts | objective.forces(*own)
+                elsewhere = taps.others(out, precision)  # log.at's further ones, prefixed
+                taps.clear()
                 # The one read-back of the training side: flag, loss, grad norm, loss parts,
                 # averaged over the ranks (their mean loss is the global batch's loss).
                 still_finite, loss, grad_norm, *part_values = collectives.mean_over_ranks(
@@ -182,6 +194,7 @@ def train(
                 row = {"step": step, "time": round(before + time.perf_counter() - t0, 4)}
                 row |= {"loss": loss, **values, "grad_norm": grad_norm}
                 row |= dict(zip(named, part_values, strict=True))
+                row |= elsewhere
                 if still_finite and labelled and world.main:
                     row["knn_acc"] = knn  # held-out split against the training set, eval mode
                 if still_finite and pairs and world.main:
@@ -197,14 +210,27 @@ def train(
                     writer.append_spectrum(step, eigenvalues.tolist())
                 dim = eigenvalues.numel()
                 reporter.log(row, dim)
+                # train.stop_on: rank 0 judges the rows so far (it alone has every row of a
+                # resumed run); every rank follows its decision (one small all-reduce with
+                # several ranks, at log steps only: nothing on the other steps).
+                if stop_on is not None:
+                    reason = stop_on.see(row, dim) if world.main else None
+                    if world.any(reason is not None):
+                        status, stop_reason, at.step = "stopped", reason, step + 1
+                        reporter.advance(at.step)
+                        break
             at.step = step + 1
             reporter.advance(at.step)
             if cfg.train.checkpoint_every and at.step % cfg.train.checkpoint_every == 0:
                 snapshot()
     except KeyboardInterrupt:
         status = "interrupted"
+    finally:
+        taps.remove()  # the encoder leaves the loop without log.at's hooks, however it ends
     if status == "interrupted":
         snapshot()  # the state after the last finished step: resume picks up exactly here
     wall = before + time.perf_counter() - t0
     dims = metrics.dimensions(last[0], last[2], last[1]) if last is not None else None
-    return Result(rows, status, at.step, wall, batch_size, dim, diverged_at, dims)
+    return Result(
+        rows, status, at.step, wall, batch_size, dim, diverged_at, dims, stop_reason=stop_reason
+    )

@@ -116,7 +116,8 @@ def resume_sweep(
     """Run again what a sweep has not finished: runs never started, failed, interrupted or
     whose process died. A run with a checkpoint continues from it in its own folder
     (`resume_run`); one without starts over in a new folder. Completed and diverged runs (a
-    divergence is a result: it would diverge again) and runs still going are left alone."""
+    divergence is a result: it would diverge again), runs stopped by train.stop_on (dead by
+    the sweep's own rule) and runs still going are left alone."""
     slurm_params = check_executor(executor, slurm or [])
     path = rundir.resolve_sweep(sweep, runs_dir)
     index = read_index(path)
