@@ -294,7 +294,7 @@ def _finish(
 
         rundir.write_json(path / rundir.SUMMARY, summary)
         write_metrics_csv(load_run(path))
-    finish_run(path, meta, summary, plots=cfg.log.plots, reporter=reporter)
+    finish_run(path, meta, summary, plots=cfg.log.figures == "end", reporter=reporter)
     return summary
 
 
