@@ -163,6 +163,10 @@ def run(
         set_thread_env(threads)  # before torch loads: OpenMP and MKL read it once (threads.py)
     # Under torchrun every rank runs this command (RANK set); rank 0 alone reports.
     rank = os.environ.get("RANK")
+    if rank is None and not (nproc and nproc > 1):
+        from .reading import drawer
+
+        drawer.start()  # imports matplotlib on another core while torch loads and the run trains
     if not quiet and rank is None and err.is_terminal:  # torch takes a second or two to import
         err.print("loading torch…", style="dim", highlight=False)
     from .config import load_config
@@ -189,6 +193,10 @@ def run(
         else:
             job = cfg = load_config(_config_file(config), overrides)
             start = run_experiment
+        if cfg.log.figures == "none":
+            from .reading import drawer
+
+            drawer.stop()
         if nproc is not None and nproc > 1:  # rank 0 of the processes reports the run
             distributed.check_launch(cfg, nproc)
             raise typer.Exit(distributed.launch(nproc, ranks_run))

@@ -147,3 +147,40 @@ def test_titles_sit_where_matplotlib_would_place_them(tmp_path: Path) -> None:
     assert len([ax for ax in fig.axes if ax.get_title()]) == 6
     assert fixed == auto
     assert matplotlib.rcParams["axes.titley"] is None  # the style did not leak out
+
+
+# --------------------------------------------------------------------------- the helper
+def test_the_helper_draws_what_plot_run_draws_and_reports_its_errors(tmp_path: Path) -> None:
+    from collapse_cli.reading import drawer
+    from collapse_cli.reading.figures import plot_run
+
+    run = write_run(tmp_path, "20250101-000000-a")
+    helper = drawer.start()
+    assert helper is not None and drawer.start() is helper  # one per process
+    assert drawer.take() is helper and drawer.take() is None  # handed out once
+    paths = helper.draw(run)
+    assert paths and helper.proc.returncode == 0  # it answered and exited
+    here = plot_run(run, tmp_path / "here")
+    assert sorted(p.name for p in paths) == sorted(p.name for p in here)
+    for a, b in zip(sorted(paths), sorted(here), strict=True):
+        assert (matplotlib.image.imread(a) == matplotlib.image.imread(b)).all(), a.name
+
+    broken = drawer.start()  # a fresh one
+    assert broken is not None and drawer.take() is broken
+    with pytest.raises(RuntimeError, match="not a run folder"):
+        broken.draw(tmp_path / "nothing-here")
+
+
+def test_a_helper_that_died_leaves_the_run_to_draw_its_own(tmp_path: Path) -> None:
+    from collapse_cli.reading import drawer
+    from collapse_cli.training.lifecycle import _plot
+
+    run = write_run(tmp_path, "20250101-000000-a")
+    helper = drawer.start()
+    assert helper is not None
+    helper.proc.kill()
+    helper.proc.wait()
+    meta: dict = {}
+    _plot(run, meta)  # takes the dead helper, gets no answer, draws the figures itself
+    assert meta == {} and (run / "plots" / "overview.png").is_file()
+    assert drawer.take() is None
