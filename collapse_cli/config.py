@@ -70,7 +70,7 @@ class LogConfig(_Strict):
     tensorboard: bool = False  # also write TensorBoard scalars (the tensorboard extra)
     verdict: VerdictConfig = VerdictConfig()
     # The standard figures: drawn into plots/ when the run ends, or none (`collapse plot RUN`
-    # draws them later). A sweep's default is none (docs/performance.md, h).
+    # draws them later). A sweep's default is none (docs/performance.md, i).
     figures: Literal["end", "none"] = "end"
 
     @model_validator(mode="before")

@@ -4,7 +4,7 @@ While the run imports torch and trains, the helper imports matplotlib and warms 
 (fonts, the mathtext parser, the Agg renderer) on another core; when the run ends it draws the
 run's standard figures (the same code and the same files as ``collapse plot``) and the run
 waits for it before it ends. What it saves is matplotlib's start-up and, on a machine with a
-core to spare, part of the drawing (docs/performance.md, a). Without a helper (the Python
+core to spare, part of the drawing (docs/performance.md, h). Without a helper (the Python
 API, a sweep's workers, or a helper that did not answer) the run draws its figures itself.
 
 The protocol: the run writes one line, the run folder, on the helper's stdin; the helper

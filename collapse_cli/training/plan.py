@@ -91,8 +91,9 @@ def plan_sweep(
 
 
 # A sweep's runs draw no figures at their end unless the config, an override or the grid says
-# so: for short runs they cost as much as the run (docs/performance.md, h), and `collapse plot
-# RUN` draws them on request. Added to the sweep's overrides, so sweep.json records it.
+# so: a short run's figures cost about as much as its training loop (docs/performance.md, i),
+# and `collapse plot RUN` draws them on request. Added to the sweep's overrides, so sweep.json
+# records it.
 SWEEP_FIGURES = "log.figures=none"
 
 
