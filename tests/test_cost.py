@@ -50,6 +50,17 @@ def test_inspect_imports_matplotlib_only_to_draw(tmp_path: Path) -> None:
     assert _imports(["inspect", str(file)]) == ["torch"]  # the table: no figure, no matplotlib
 
 
+def test_inspect_ends_without_teardown_yet_flushes_and_writes_everything(tmp_path: Path) -> None:
+    file, out = tmp_path / "z.npy", tmp_path / "out"
+    np.save(file, np.random.default_rng(0).standard_normal((64, 8)).astype(np.float32))
+    cmd = [sys.executable, "-m", "collapse_cli", "inspect", str(file), "--json", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)  # the whole document reached stdout
+    assert report["shape"] == [64, 8] and json.loads((out / "inspect.json").read_text()) == report
+    assert matplotlib.image.imread(out / "spectrum.png").ndim == 3
+
+
 # --------------------------------------------------------------------------- inspect's check
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
 def test_all_finite_agrees_with_isfinite_everywhere(dtype: torch.dtype) -> None:
