@@ -214,6 +214,8 @@ def run(
         return
     print_summary(out, path, summary)
     code = print_ending(err, path, summary)
+    if rank is None:  # every file of the run is closed; nothing is left to finalise
+        _skip_teardown.add("run")
     if code:
         raise typer.Exit(code)
 
@@ -513,10 +515,11 @@ _skip_teardown: set[str] = set()
 
 
 def main() -> None:
-    """The ``collapse`` command. After ``inspect``, the process ends without the interpreter's
-    teardown: with torch loaded, finalising its thousands of modules and freeing what they
-    hold takes a few tenths of a second, as long as the metrics of a 20,000 × 1,024 matrix
-    (docs/performance.md, j). Exit handlers still run and stdout and stderr are flushed."""
+    """The ``collapse`` command. After ``run`` (one process) and ``inspect``, the process ends
+    without the interpreter's teardown: with torch loaded, finalising its thousands of
+    modules and freeing what they hold takes a few tenths of a second, as long as the
+    metrics of a 20,000 × 1,024 matrix or half of demo 1's training loop (docs/performance.md,
+    h and j). Exit handlers still run and stdout and stderr are flushed."""
     try:
         app()
     except SystemExit as e:

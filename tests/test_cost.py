@@ -195,3 +195,15 @@ def test_a_helper_that_died_leaves_the_run_to_draw_its_own(tmp_path: Path) -> No
     _plot(run, meta)  # takes the dead helper, gets no answer, draws the figures itself
     assert meta == {} and (run / "plots" / "overview.png").is_file()
     assert drawer.take() is None
+
+
+def test_an_exit_code_survives_the_skipped_teardown() -> None:
+    code = (
+        "import collapse_cli.cli as c\n"
+        "def app():\n"
+        "    c._skip_teardown.add('run'); print('summary'); raise SystemExit(3)\n"
+        "c.app = app\n"
+        "c.main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 3 and done.stdout == "summary\n"
