@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -63,6 +64,18 @@ def run_process(cmd: Sequence[str], env: dict[str, str] | None = None) -> float:
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return wall
+
+
+def run_process_cpu(cmd: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(wall, cpu) seconds of one whole process, cpu = its user + system time as the kernel
+    accounted it (the growth of this process's reaped-children totals, so one process at a
+    time). On a shared machine the cpu time moves much less with the neighbours' load than
+    the wall time does. Raises with its stderr when the process fails."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = run_process(cmd, env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def child_env(threads: int | None) -> dict[str, str]:

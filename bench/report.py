@@ -124,6 +124,35 @@ def plot_compare(d: dict[str, Any]) -> str:
     return head + md(["command", "wall", "min", "max", "figures"], rows) + "\n\n" + verdicts(d)
 
 
+def inspect_cost(d: dict[str, Any]) -> str:
+    r = d["results"]
+    rows = []
+    for pair, ratio in r.items():
+        if " / " not in pair:
+            continue
+        a, b = pair.split(" / ")
+        cpu = f"{fmt_s(r[a]['cpu']['median'])} / {fmt_s(r[b]['cpu']['median'])}"
+        rows.append([f"`{a}` vs `{b}`", fmt_s(r[a]["median"]), fmt_s(r[b]["median"]),
+                     f"{ratio['wall']:.3f}", cpu, f"{ratio['cpu']:.3f}"])  # fmt: skip
+    heads = ["comparison", "collapse", "NumPy", "wall ratio", "cpu (c / NumPy)", "cpu ratio"]
+    n, dim = d["size"]
+    head = f"{n:,} × {dim:,} float32; metrics agree to {d['max_rel_diff']:.1e}\n\n"
+    return head + md(heads, rows) + "\n\n" + verdicts(d)
+
+
+def sweep_figures(d: dict[str, Any]) -> str:
+    w = d["wall"]
+    rows = [[f"`log.figures={v}`", fmt_s(w[v]["median"]), f"{w[v]['spread']:.0%}",
+             fmt_s(w[v]["cpu"]["median"])] for v in ("end", "none")]  # fmt: skip
+    rows.append(["start-up (torch + optim)", fmt_s(w["start-up"]["median"]), "", ""])
+    tail = (
+        f"one run's figures {fmt_s(d['figures_per_run_s'])}, the run without them "
+        f"{fmt_s(d['run_without_figures_s'])}, its loop {fmt_s(d['loop_s'])}"
+    )
+    heads = [f"sweep of {d['runs']} runs, 1 worker", "wall", "spread", "cpu"]
+    return md(heads, rows) + "\n\n" + tail
+
+
 def main() -> None:
     for name, render in [
         ("overhead_demos", demos),
@@ -132,6 +161,8 @@ def main() -> None:
         ("metric_scaling", scaling),
         ("startup", startup),
         ("plot_compare", plot_compare),
+        ("overhead_inspect", inspect_cost),
+        ("sweep_figures", sweep_figures),
     ]:
         for suffix in ("", "_cuda"):
             path = RESULTS / f"{name}{suffix}.json"

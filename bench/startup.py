@@ -3,7 +3,8 @@
 Both against ``python -c pass`` (the interpreter's own start-up), interleaved. Targets:
 ``collapse --help`` < 0.4 s, and it imports neither torch nor matplotlib, checked with
 ``python -X importtime`` on the same command (the heaviest imports are printed). ``collapse
-list`` runs on a folder of 20 small synthetic runs and is checked for torch the same way.
+list`` runs on a folder of 20 small synthetic runs and is checked the same way. Also timed:
+what ``collapse run`` imports before torch (the CLI, the config schema, the display).
 
     python bench/startup.py                 # 15 interleaved rounds, ~1 min
     python bench/startup.py --repeats 30
@@ -35,6 +36,7 @@ from common import (
 from synthetic import write_run
 
 LIMIT_HELP = 0.4  # seconds
+BEFORE_TORCH = "import collapse_cli.cli, collapse_cli.config, collapse_cli.display"
 HEAVY = ("torch", "matplotlib")
 
 
@@ -78,6 +80,9 @@ def main() -> None:
         cmds = {
             "python -c pass": [sys.executable, "-c", "pass"],
             "collapse --help": [COLLAPSE, "--help"],
+            # What `collapse run` imports before torch: the CLI (typer, rich), the config's
+            # schema (pydantic, yaml) and the display; torch comes with the registries.
+            "CLI imports before torch": [sys.executable, "-c", BEFORE_TORCH],
         }
         if has_list:
             cmds["collapse list"] = [COLLAPSE, "list", "--runs-dir", str(runs)]
@@ -113,6 +118,7 @@ def main() -> None:
     if not has_list:
         print("  collapse list: not in this version of the CLI (skipped)")
     help_heavy = checks["collapse --help"]["heavy_imported"]
+    list_heavy = checks.get("collapse list", {}).get("heavy_imported", [])
     targets = [
         target("collapse --help wall", result["collapse --help"]["median"], LIMIT_HELP, " s", "<"),
         {
@@ -120,6 +126,12 @@ def main() -> None:
             "pass": not help_heavy,
             "text": "collapse --help imports neither torch nor matplotlib: "
             + ("PASS" if not help_heavy else f"MISS (imports {', '.join(help_heavy)})"),
+        },
+        {
+            "target": "collapse list imports neither torch nor matplotlib",
+            "pass": not list_heavy,
+            "text": "collapse list imports neither torch nor matplotlib: "
+            + ("PASS" if not list_heavy else f"MISS (imports {', '.join(list_heavy)})"),
         },
     ]
     print_targets(targets)

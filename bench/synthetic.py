@@ -15,8 +15,12 @@ import numpy as np
 
 from collapse_cli.catalogue import ORDER
 
-# The metrics a one-view run logs, in the order the comparison table shows them.
-KEYS = [k for k in ORDER if k not in ("alignment", "knn_acc")]
+# The metrics a one-view run without labels or pairs logs, in the order the comparison table
+# shows them (ORDER also holds metrics of two-view, labelled and paired runs: not written here).
+ONE_VIEW = {"loss", "variance", "min_eig", "max_eig", "rank", "effective_rank", "rankme"}
+ONE_VIEW |= {"participation_ratio", "alpha_req", "std_l2", "uniformity", "mean_cosine"}
+ONE_VIEW |= {"norm_mean", "grad_norm"}
+KEYS = [k for k in ORDER if k in ONE_VIEW]
 
 CONFIG = """\
 name: {name}

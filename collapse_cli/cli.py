@@ -164,6 +164,10 @@ def run(
         set_thread_env(threads)  # before torch loads: OpenMP and MKL read it once (threads.py)
     # Under torchrun every rank runs this command (RANK set); rank 0 alone reports.
     rank = os.environ.get("RANK")
+    if rank is None and not (nproc and nproc > 1):
+        from .reading import drawer
+
+        drawer.start()  # imports matplotlib on another core while torch loads and the run trains
     if not quiet and rank is None and err.is_terminal:  # torch takes a second or two to import
         err.print("loading torch…", style="dim", highlight=False)
     from .config import load_config
@@ -190,6 +194,10 @@ def run(
         else:
             job = cfg = load_config(_config_file(config), overrides)
             start = run_experiment
+        if cfg.log.figures == "none":
+            from .reading import drawer
+
+            drawer.stop()
         if nproc is not None and nproc > 1:  # rank 0 of the processes reports the run
             distributed.check_launch(cfg, nproc)
             raise typer.Exit(distributed.launch(nproc, ranks_run))
@@ -207,6 +215,8 @@ def run(
         return
     print_summary(out, path, summary)
     code = print_ending(err, path, summary)
+    if rank is None:  # every file of the run is closed; nothing is left to finalise
+        _skip_teardown.add("run")
     if code:
         raise typer.Exit(code)
 
@@ -498,7 +508,31 @@ def inspect_(
     with _user_errors():
         report, folder, replaced = inspect_file(file, labels, out_dir, save=save)
     print_inspected(out, err, file.name, report, folder, replaced, as_json)
+    _skip_teardown.add("inspect")  # its files are closed; nothing is left to finalise
+
+
+# Commands after which `main` ends the process without the interpreter's teardown.
+_skip_teardown: set[str] = set()
 
 
 def main() -> None:
-    app()
+    """The ``collapse`` command. After ``run`` (one process) and ``inspect``, the process ends
+    without the interpreter's teardown: with torch loaded, finalising its thousands of
+    modules and freeing what they hold takes a few tenths of a second, as long as the
+    metrics of a 20,000 × 1,024 matrix or half of demo 1's training loop (docs/performance.md,
+    h and j). Exit handlers still run and stdout and stderr are flushed."""
+    try:
+        app()
+    except SystemExit as e:
+        if not _skip_teardown or not isinstance(e.code, int | None):
+            raise
+        code = e.code or 0
+    else:
+        code = 0
+    if _skip_teardown:
+        import atexit
+
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

@@ -16,6 +16,7 @@ from pydantic import (
     ValidationError,
     create_model,
     field_validator,
+    model_validator,
 )
 
 from .catalogue import KNN_K, REPRESENTATIONS
@@ -91,7 +92,9 @@ class LogConfig(_Strict):
     csv: bool = False  # also write metrics.csv at the end
     tensorboard: bool = False  # also write TensorBoard scalars (the tensorboard extra)
     verdict: VerdictConfig = VerdictConfig()
-    plots: bool = True  # draw the standard figures into plots/ when the run ends
+    # The standard figures: drawn into plots/ when the run ends, or none (`collapse plot RUN`
+    # draws them later). A sweep's default is none (docs/performance.md, i).
+    figures: Literal["end", "none"] = "end"
     lidar: LidarConfig | None = None  # LiDAR at log steps over its own probe set; None: off
     probe: Literal["linear"] | None = None  # probe_acc at log steps (labelled data); None: off
     # Where the metrics are measured, the first unprefixed (training/taps.py); None: the
@@ -112,6 +115,38 @@ class LogConfig(_Strict):
             if not v:
                 raise ValueError("an empty list measures nothing; leave log.at out for the default")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _figures(cls, data: Any) -> Any:
+        """``log.plots: true | false``, the older spelling, reads as ``figures: end | none``
+        (run folders and sweeps written before keep loading); true/false for ``figures`` too."""
+        if not isinstance(data, dict) or not ({"plots", "figures"} & set(data)):
+            return data
+        data = dict(data)
+        if isinstance(data.get("figures"), bool):
+            data["figures"] = FIGURES_OF[data["figures"]]
+        if "plots" in data:
+            plots = data.pop("plots")
+            if not isinstance(plots, bool):
+                raise ValueError(
+                    f"plots: {plots!r} is not true or false (plots is the older spelling of "
+                    "figures: end | none)"
+                )
+            if data.setdefault("figures", FIGURES_OF[plots]) != FIGURES_OF[plots]:
+                raise ValueError(
+                    f"plots (the older spelling of figures) is {str(plots).lower()} but "
+                    f"figures is {data['figures']}; give one of them"
+                )
+        return data
+
+    @property
+    def plots(self) -> bool:
+        """The older spelling, for code that reads it: are the figures drawn at the end?"""
+        return self.figures == "end"
+
+
+FIGURES_OF = {True: "end", False: "none"}  # log.plots (and a boolean log.figures) → log.figures
 
 
 class RunConfig(_Strict):

@@ -209,7 +209,8 @@ def std_l2(z: torch.Tensor) -> torch.Tensor:
 
 
 def _std_l2_of_unit(u: torch.Tensor) -> torch.Tensor:
-    return (centred(u).pow(2).sum(0) / max(u.shape[0] - 1, 1)).sqrt().mean()
+    # Squared in place: centred(u) is a fresh (N, d) tensor; a second one would cost as much.
+    return (centred(u).pow_(2).sum(0) / max(u.shape[0] - 1, 1)).sqrt().mean()
 
 
 @torch.no_grad()

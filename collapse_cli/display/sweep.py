@@ -189,6 +189,8 @@ def print_sweep_summary(console: Console, errors: Console, result: Any) -> int:
             line = Text.assemble("  ", marked(entry["status"]), f" [{entry['index']}] ")
             line.append(f"{_point(entry)}: {why}{where}")
             console.print(line, soft_wrap=True)
+    if "log.figures=none" in (index.get("overrides") or []):  # the sweep's default (plan.py)
+        print_lines(console, f"  no figures per run (log.figures=none): collapse plot {RUN_HINT}")
     print_lines(console, str(result.path))
     if result.interrupted or c.get("interrupted"):
         print_lines(errors, f"interrupted; collapse sweep --resume {result.path} runs the rest")
@@ -198,6 +200,9 @@ def print_sweep_summary(console: Console, errors: Console, result: Any) -> int:
         print_error(errors, f"{' and '.join(bad)} of {total} runs (listed above)")
         return 1 if c.get("failed") else 3
     return 0
+
+
+RUN_HINT = "RUN draws a run's, collapse plot SWEEP the study figure"
 
 
 def _mean_std(stat: tuple[float | None, float | None, int]) -> str:

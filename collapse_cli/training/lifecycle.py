@@ -309,7 +309,7 @@ def _finish(
 
         rundir.write_json(path / rundir.SUMMARY, summary)
         write_metrics_csv(load_run(path))
-    finish_run(path, meta, summary, plots=cfg.log.plots, reporter=reporter)
+    finish_run(path, meta, summary, plots=cfg.log.figures == "end", reporter=reporter)
     return summary
 
 
@@ -359,11 +359,15 @@ def _save_embeddings(path: Path, parts: Any, limit: int) -> dict[str, Any]:
 
 
 def _plot(path: Path, meta: dict[str, Any]) -> None:
-    """The standard figures into ``plots/``; a figure that fails never costs the run."""
+    """The standard figures into ``plots/``, by the helper process `collapse run` started
+    (reading/drawer.py) or else here; a figure that fails never costs the run."""
+    from ..reading.drawer import take
     from ..reading.figures import plot_run
 
     try:
-        plot_run(path)
+        drawer = take()
+        if drawer is None or drawer.draw(path) is None:
+            plot_run(path)
     except Exception as e:  # recorded; `collapse plot` can redo it
         meta["plots_error"] = f"{type(e).__name__}: {e}"
 

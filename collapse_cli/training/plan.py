@@ -55,6 +55,7 @@ def plan_sweep(
     swept: Grid = {**yaml_grid, **_as_grid(grid)}
     overrides = list(overrides or [])
     check_grid(swept, overrides)
+    overrides += sweep_figures(doc, swept, overrides)
     count = check_seeds(seeds, "--seeds") or yaml_seeds or 1
     if not swept and count == 1:
         raise ConfigError(
@@ -87,6 +88,22 @@ def plan_sweep(
             )  # fmt: skip
     name = rundir.sanitize_name(name or doc["name"])
     return Plan(name, source, doc, overrides, values, points, base.train.threads)
+
+
+# A sweep's runs draw no figures at their end unless the config, an override or the grid says
+# so: a short run's figures cost about as much as its training loop (docs/performance.md, i),
+# and `collapse plot RUN` draws them on request. Added to the sweep's overrides, so sweep.json
+# records it.
+SWEEP_FIGURES = "log.figures=none"
+
+
+def sweep_figures(doc: dict[str, Any], swept: Grid, overrides: list[str]) -> list[str]:
+    """[SWEEP_FIGURES], or [] when log.figures (or its older spelling log.plots) is set."""
+    keys = {"log.figures", "log.plots"}
+    log = doc.get("log")
+    given = {f"log.{k}" for k in log} if isinstance(log, dict) else set()
+    given |= {o.partition("=")[0].strip() for o in overrides} | set(swept)
+    return [] if given & keys else [SWEEP_FIGURES]
 
 
 def check_sweep(
