@@ -15,7 +15,7 @@ from collapse_cli.yamlfile import read_yaml
 from .conftest import CONFIGS, write
 
 OFF = {"mask": 0.0, "scale": (1.0, 1.0), "crop": None}
-FAST = ["train.steps=600", "optimizer.lr=0.03", "log.every=600", "log.plots=false"]
+FAST = ["train.steps=600", "optimizer.lr=0.03", "log.every=600", "log.figures=none"]
 FAST += ["log.spectrum=false"]
 
 

@@ -21,7 +21,7 @@ from collapse_cli.training.taps import Taps, measured
 
 from .conftest import CONFIGS
 
-FAST = ["log.plots=false", "log.embeddings=0", "train.steps=1", "log.spectrum=false"]
+FAST = ["log.figures=none", "log.embeddings=0", "train.steps=1", "log.spectrum=false"]
 PROJECTOR = "encoder.projector=[24, 16]"  # Linear(32, 128) then 128 → 24 → 16
 
 

@@ -23,7 +23,7 @@ from collapse_cli.verdict import COMPLETE, DEFAULT_THRESHOLDS, DIMENSIONAL
 
 from .conftest import CONFIGS, InterruptAt
 
-FAST = ["log.plots=false", "log.embeddings=0", "log.spectrum=false"]
+FAST = ["log.figures=none", "log.embeddings=0", "log.spectrum=false"]
 RULE = "train.stop_on={verdict: complete collapse, patience: 2}"
 
 

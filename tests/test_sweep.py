@@ -31,7 +31,7 @@ from collapse_cli.training.sweep import resume_sweep
 from .conftest import CONFIGS, write
 from .synthetic import write_run, write_sweep
 
-TINY = ["train.steps=20", "log.every=10", "log.plots=false"]
+TINY = ["train.steps=20", "log.every=10", "log.figures=none"]
 
 
 def _index(path: Path) -> dict:
@@ -192,7 +192,7 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_runs(tmp_path):
     reporter = _InterruptOnce(tmp_path)
     # One worker: the 20-step run completes, the 300-step one is stopped inside its loop (it
     # saves a checkpoint every 10 steps), the 30-step one never starts.
-    overrides = ["log.every=100", "train.checkpoint_every=10", "log.plots=false"]
+    overrides = ["log.every=100", "train.checkpoint_every=10", "log.figures=none"]
     first = run_sweep(CONFIGS / "collapse.yaml", ["train.steps=20,300,30"], overrides=overrides,
                       runs_dir=tmp_path, workers=1, reporter=reporter)  # fmt: skip
     assert first.interrupted and reporter.sent
@@ -230,7 +230,7 @@ def test_a_requeued_job_continues_its_run_from_the_checkpoint(tmp_path):
                 os.kill(os.getpid(), signal.SIGTERM)
 
     doc = yaml.safe_load((CONFIGS / "collapse.yaml").read_text())
-    overrides = ["train.steps=60", "log.every=10", "train.checkpoint_every=5", "log.plots=false",
+    overrides = ["train.steps=60", "log.every=10", "train.checkpoint_every=5", "log.figures=none",
                  "optimizer.lr=0.01", "seed=0"]  # fmt: skip
     sweep = tmp_path / "sweep-x"
     path, summary = run_experiment(load_config(doc, overrides), runs_dir=sweep, reporter=Preempt())
