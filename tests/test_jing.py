@@ -72,7 +72,6 @@ def test_the_sweep_file_is_the_run_file_with_a_sweep_block():
     sweep = read_yaml(CONFIGS / "jing-linear-sweep.yaml")
     assert sweep.pop("sweep")["grid"] == {"views.noise": [0.0, 0.5, 1.0, 1.25, 1.5, 2.0, 3.0]}
     assert sweep.pop("name") == "jing-linear-sweep" and run.pop("name") == "jing-linear"
-    assert sweep["log"].pop("plots") is False
     assert sweep == run
 
 

@@ -249,7 +249,8 @@ def study_figure(sweep: Sweep) -> Figure:
             axes[r][-1].remove()
         verdict_map(fig.add_subplot(spec[: min(2, rows), -1]), groups, keys, grid)
     seeds = len(sweep.index.get("seeds") or [])
-    title = f"{sweep.index.get('id', sweep.path.name)}\nmean ± std over {seeds} seeds"
+    spread = f"mean ± std over {seeds} seeds" if seeds != 1 else "one seed"
+    title = f"{sweep.index.get('id', sweep.path.name)}\n{spread}"
     fig.suptitle(title, weight="bold")
     return fig
 
