@@ -203,18 +203,6 @@ def _heatmap(ax: Axes, run: Run) -> None:
     ax.set(title="Eigenvalue spectrum over training", xlabel="step", ylabel="index i (λ₁ largest)")
 
 
-PANELS: dict[str, Callable[[Axes, Run], None]] = {
-    "loss": _loss,
-    "variance": _variance,
-    "min_eig": _min_eig_rank,
-    "rank": _ranks,
-    "std_l2": _std_l2,
-    "spectrum": _heatmap,
-    "final_spectrum": _final_spectrum,
-    "knn": _knn,
-}
-
-
 def _loss_parts(ax: Axes, run: Run) -> None:
     """The loss's logged parts (vicreg's terms, barlow_twins' diagonals, dino's entropy),
     unweighted, one line each."""
