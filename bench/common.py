@@ -231,3 +231,11 @@ def breakdown_cells(r: dict[str, Any], side: str, steps: int = 500) -> list[str]
     total = r[side]["median"]
     cells = [total, torch_s, imports - torch_s, loop, figs, total - imports - loop - figs]
     return [fmt_s(c) for c in cells]
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """A bench script's figure: laid out, saved (its folder made), its path printed."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    print(f"figure: {path}")

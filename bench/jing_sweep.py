@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from common import save, table
+from common import save, save_figure, table
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -112,10 +112,7 @@ def draw(by_noise: dict[float, list[dict[str, Any]]], path: Path) -> None:
     ax.title.set_fontsize(9)
     ax.legend(fontsize=8, title="views.noise", title_fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    print(f"figure: {path}")
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

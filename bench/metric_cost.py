@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import ROOT, fmt_s, interleave, machine, print_targets, save, table, target
+from common import ROOT, fmt_s, interleave, machine, print_targets, save, save_figure, table, target
 
 from collapse_cli import linalg as L
 from collapse_cli import metrics as M
@@ -307,10 +307,7 @@ def draw(rows: list[dict[str, Any]], path: Path, info: dict[str, Any]) -> None:
         f"Metric cost per log step, {info['cpu']}, torch threads: {info['torch_threads']}",
         fontsize=10,
     )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    print(f"figure: {path}")
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -62,11 +62,19 @@ def places(cfg: RunConfig, encoder: nn.Module, objective: nn.Module) -> dict[str
     return found
 
 
-def measured(cfg: RunConfig, encoder: nn.Module, objective: nn.Module) -> list[str]:
+def own_place(found: dict[str, Any]) -> str:
+    """The representation that is ``Output.z`` itself, of a `places` answer."""
+    return next(name for name, where in found.items() if where is None)
+
+
+def measured(
+    cfg: RunConfig, encoder: nn.Module, objective: nn.Module, found: dict[str, Any] | None = None
+) -> list[str]:
     """log.at resolved and checked: the representations measured, the unprefixed one first.
-    A representation the run does not have is a ConfigError naming log.at and the objective."""
-    found = places(cfg, encoder, objective)
-    own = next(name for name, where in found.items() if where is None)
+    A representation the run does not have is a ConfigError naming log.at and the objective.
+    ``found``: `places` of this run, when the caller has it already."""
+    found = places(cfg, encoder, objective) if found is None else found
+    own = own_place(found)
     asked = cfg.log.at
     if asked is None:
         return [own] + (["encoder"] if own == "projector" else [])
@@ -92,9 +100,9 @@ class Taps:
     """
 
     def __init__(self, cfg: RunConfig, encoder: nn.Module, objective: nn.Module) -> None:
-        self.names = measured(cfg, encoder, objective)
         found = places(cfg, encoder, objective)
-        self.own = next(name for name, where in found.items() if where is None)
+        self.names = measured(cfg, encoder, objective, found)
+        self.own = own_place(found)
         self.armed = False
         self.seen: dict[str, list[torch.Tensor]] = {}
         self._handles = []
