@@ -160,6 +160,144 @@ def test_titles_sit_where_matplotlib_would_place_them(tmp_path: Path) -> None:
     assert matplotlib.rcParams["axes.titley"] is None  # the style did not leak out
 
 
+# --------------------------------------------------------------------------- the figures
+def _pixels(fig: object) -> np.ndarray:
+    fig.canvas.draw()  # type: ignore[attr-defined]
+    return np.asarray(fig.canvas.buffer_rgba()).copy()  # type: ignore[attr-defined]
+
+
+def _wide_log_figure(low: float = 3e-7, high: float = 2e1) -> object:
+    from collapse_cli.reading.style import PANEL_SIZE, new_figure
+
+    fig = new_figure(1, 1, PANEL_SIZE)
+    ax = fig.axes[0]
+    ax.plot([0, 50, 100], [1e-8, 1e-3, 1e2], label="λ")
+    ax.set_yscale("log")
+    ax.set(ylim=(low, high), title="a log axis over eight decades", ylabel="λ")
+    ax.legend()
+    return fig
+
+
+def test_minor_tick_marks_draw_what_matplotlibs_own_ticks_draw() -> None:
+    """On a log axis over many decades (matplotlib draws minor ticks up to ten) the unlabelled
+    minor ticks are one line of marks: the
+    same pixels as matplotlib's own minor ticks, at the places k·10^e (k = 2…9) inside the
+    limits, with no minor Tick objects to draw."""
+    from matplotlib.ticker import NullFormatter
+
+    from collapse_cli.reading.style import figure_style, readable_log_ticks
+
+    with figure_style():
+        ours, theirs = _wide_log_figure(), _wide_log_figure()
+        readable_log_ticks(ours)
+        theirs.axes[0].yaxis.set_minor_formatter(NullFormatter())  # matplotlib's ticks
+        expected = sorted(
+            k * 10.0**e for e in range(-8, 3) for k in range(2, 10) if 3e-7 <= k * 10.0**e <= 2e1
+        )
+        (marks,) = [a for a in ours.axes[0].get_children() if type(a).__name__ == "Line2D"][1:]
+        np.testing.assert_allclose(sorted(marks.get_ydata()), expected, rtol=1e-12)
+        assert len(ours.axes[0].yaxis.get_minorticklocs()) == 0  # the axis draws none itself
+        theirs_in_view = [v for v in theirs.axes[0].yaxis.get_minorticklocs() if 3e-7 <= v <= 2e1]
+        np.testing.assert_allclose(theirs_in_view, expected, rtol=1e-12)
+        assert (_pixels(ours) == _pixels(theirs)).all()
+        readable_log_ticks(ours)  # a second save of the same figure changes nothing
+        assert (_pixels(ours) == _pixels(theirs)).all()
+
+
+def test_figures_of_one_size_share_a_renderer_and_look_as_if_drawn_alone() -> None:
+    """Every figure of the same pixel size draws with one renderer (so measured texts and
+    parsed labels are reused), and each looks exactly as it does on a canvas of its own."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from collapse_cli.reading.style import figure_style
+
+    with figure_style():
+        a, b = _wide_log_figure(), _wide_log_figure(1e-4, 1e4)
+        a_alone, b_alone = _wide_log_figure(), _wide_log_figure(1e-4, 1e4)
+        FigureCanvasAgg(a_alone)
+        FigureCanvasAgg(b_alone)
+        assert (_pixels(a) == _pixels(a_alone)).all()
+        assert (_pixels(b) == _pixels(b_alone)).all()
+        assert a.canvas.get_renderer() is b.canvas.get_renderer()
+        assert a_alone.canvas.get_renderer() is not b_alone.canvas.get_renderer()
+
+
+def test_a_forked_copy_draws_with_renderers_of_its_own() -> None:
+    """Renderers hold parsed labels whose font objects read their files through handles a
+    forked copy shares with its parent; a copy starts without them, and parent and copy draw
+    log labels at the same time without garbling each other's glyphs."""
+    code = """
+import os
+from collapse_cli.reading import style
+from tests.test_cost import _pixels, _wide_log_figure
+with style.figure_style():
+    reference = _pixels(_wide_log_figure())
+    for _ in range(3):
+        pid = os.fork()
+        if pid == 0:
+            ok = not style._RENDERERS and (_pixels(_wide_log_figure()) == reference).all()
+            os._exit(0 if ok else 1)
+        same = (_pixels(_wide_log_figure()) == reference).all()
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0 and same
+    assert (_pixels(_wide_log_figure()) == reference).all()
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr[-3000:]
+
+
+def test_figures_are_shared_out_by_weight() -> None:
+    """The overview (six to eight panels) against one-panel figures: into two shares of seven
+    each, into three with the overview alone, never more shares than figures, heaviest first."""
+    from collapse_cli.reading.drawer import share_out
+
+    singles = {f"f{i}": 1.0 for i in range(7)}
+    weights = {"overview": 7.0, **singles}
+    two = share_out(weights, 2)
+    assert two[0] == ["overview"] and sorted(two[1]) == sorted(singles)
+    three = share_out(weights, 3)
+    assert three[0] == ["overview"] and sorted(len(g) for g in three[1:]) == [3, 4]
+    assert share_out(weights, 1) == [["overview", *singles]]
+    assert sorted(map(sorted, share_out(weights, 20))) == sorted([n] for n in weights)
+    assert share_out({"a": 1.0, "b": 2.0, "c": 2.0}, 2) == [["b", "a"], ["c"]]
+    for k in (1, 2, 3, 20):
+        groups = share_out(weights, k)
+        assert sorted(n for g in groups for n in g) == sorted(weights)  # each exactly once
+
+
+@pytest.mark.parametrize("copies_fail", [False, True])
+def test_shared_out_figures_are_plot_runs_figures(tmp_path: Path, copies_fail: bool) -> None:
+    """The helper's drawing, shared out over five processes, writes the files `plot_run`
+    writes, pixel for pixel; a copy that fails has its figures drawn by the helper itself."""
+    from collapse_cli.reading.figures import plot_run
+
+    run = write_run(tmp_path, "20250101-000000-a", extra={"knn_acc": 0.5})
+    code = f"""
+import os, sys
+from pathlib import Path
+import collapse_cli.reading.figures as F
+from collapse_cli.reading import drawer
+drawer.cores = lambda: 5
+main, save = os.getpid(), F.save
+def failing(figs, out, *a, **k):
+    if os.getpid() != main:
+        raise RuntimeError("a copy fails")
+    return save(figs, out, *a, **k)
+if {copies_fail}:
+    F.save = failing
+print("\\n".join(map(str, drawer._draw(Path(sys.argv[1])))))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(run)], capture_output=True, text=True, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    paths = [Path(p) for p in done.stdout.split()]
+    here = plot_run(run, tmp_path / "here")
+    assert [p.name for p in paths] == [p.name for p in here]  # the same files, in order
+    for a, b in zip(paths, here, strict=True):
+        assert (matplotlib.image.imread(a) == matplotlib.image.imread(b)).all(), a.name
+
+
 # --------------------------------------------------------------------------- the helper
 def test_the_helper_draws_what_plot_run_draws_and_reports_its_errors(tmp_path: Path) -> None:
     from collapse_cli.reading import drawer

@@ -33,6 +33,7 @@ class Drawer:
 
     def __init__(self, proc: subprocess.Popen[str]) -> None:
         self.proc = proc
+        self.drawing = False  # a run folder sent, its answer not yet read
 
     def draw(self, run_dir: Path) -> list[Path] | None:
         """Draw ``run_dir``'s figures into its plots/ and return their paths; None when the
@@ -40,12 +41,14 @@ class Drawer:
         the helper raises RuntimeError with its error."""
         try:
             assert self.proc.stdin is not None and self.proc.stdout is not None
+            self.drawing = True
             self.proc.stdin.write(f"{Path(run_dir).resolve()}\n")
             self.proc.stdin.flush()
             line = self.proc.stdout.readline()
         except (OSError, ValueError):  # a helper that died early: a closed pipe
             line = ""
-        self.close()
+        self.drawing = False
+        self.close(timeout=1)  # it exits as soon as it has answered
         try:
             answer = json.loads(line)
         except ValueError:
@@ -54,16 +57,20 @@ class Drawer:
             raise RuntimeError(answer["error"])
         return [Path(p) for p in answer["paths"]]
 
-    def close(self) -> None:
-        """End the helper (idempotent): closing its stdin tells it to exit."""
+    def close(self, timeout: float | None = None) -> None:
+        """End the helper (idempotent), waiting at most ``timeout`` seconds for it to exit.
+        By default one that is not drawing has nothing to save (it may still be warming up)
+        and is ended at once; one interrupted while drawing is given ten seconds to finish the
+        figure it is writing."""
         with contextlib.suppress(OSError, ValueError):
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
         try:
-            self.proc.wait(timeout=10)
+            self.proc.wait(timeout=(10 if self.drawing else 0) if timeout is None else timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.drawing = False
 
 
 _started: Drawer | None = None
@@ -113,45 +120,78 @@ def _warm_up() -> None:
     import, the font files, the mathtext parser (log-axis labels) and the Agg renderer."""
     import numpy as np
 
-    from .style import figure_style, new_figure
+    from .style import PANEL_SIZE, figure_style, new_figure, overview_size
 
     with figure_style():
-        ax = new_figure(1, 1, (2, 2)).axes[0]
-        ax.plot(np.arange(1, 4), [1e-3, 1.0, 1e3], label="λ")
-        ax.set_yscale("log")
-        ax.set(title="warm", xlabel="step", ylabel="λ")
-        ax.legend(loc="best")
-        ax.figure.canvas.draw()
+        for size in [PANEL_SIZE, overview_size(3), overview_size(4)]:  # the renderers used
+            ax = new_figure(1, 1, size).axes[0]
+            ax.plot(np.arange(1, 4), [1e-3, 1.0, 1e3], label="λ")
+            ax.set_yscale("log")
+            ax.set(title="warm", xlabel="step", ylabel="λ")
+            ax.legend(loc="best")
+            ax.figure.canvas.draw()
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def share_out(weights: dict[str, float], k: int) -> list[list[str]]:
+    """The names split into at most ``k`` groups of nearly equal total weight, the heaviest
+    group first: each next-heaviest name goes to the lightest group so far."""
+    groups: list[list[str]] = [[] for _ in range(max(1, min(k, len(weights))))]
+    totals = [0.0] * len(groups)
+    for name in sorted(weights, key=lambda n: -weights[n]):
+        i = totals.index(min(totals))
+        groups[i].append(name)
+        totals[i] += weights[name]
+    return [g for _, g in sorted(zip(totals, groups, strict=True), key=lambda t: -t[0]) if g]
 
 
 def _draw(run_dir: Path) -> list[Path]:
-    """`plot_run` (the same figures, the same files), with the overview, a third of the
-    drawing, saved by a forked copy of this process while this one saves the rest: on a
-    machine with a free core the run waits for the longer of the two, not for their sum."""
+    """`plot_run` (the same figures, the same files), shared out between this process and
+    forked copies of it, one per core: the run waits for the longest share, not for all the
+    figures one after another. A figure's weight is its number of panels (the overview has
+    six to eight); each copy builds and saves its own figures and ends without any clean-up;
+    a copy that fails has its figures drawn here."""
     from ..rundir import PLOTS
-    from .figures import figures, plot_run, save
+    from .figures import figure_names, figures, plot_run, save
+    from .panels import overview
     from .run import load_run
 
     run = load_run(run_dir)
     if not run.metrics or not hasattr(os, "fork"):
         return plot_run(run_dir)
-    figs, out = figures(run), run.path / PLOTS
-    overview = {k: figs.pop(k) for k in ["overview"] if k in figs}
+    names = figure_names(run)
+    weights = {name: float(len(overview(run)) if name == "overview" else 1) for name in names}
+    mine, *theirs = share_out(weights, cores())
+    out = run.path / PLOTS
     out.mkdir(parents=True, exist_ok=True)
-    pid = os.fork() if overview and figs else -1
-    if pid == 0:  # the copy: the overview, then out without running any cleanup
-        code = 1
+    copies = []
+    for group in theirs:
         try:
-            save(overview, out)
-            code = 0
-        finally:
-            os._exit(code)
-    paths = save(figs, out)
-    if pid > 0 and os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0:
-        paths += [out / f"{name}.png" for name in overview]
-    else:  # no copy, or one that failed: drawn here
-        paths += save(overview, out)
-    return paths
+            pid = os.fork()
+        except OSError:  # no more processes: drawn here
+            mine += group
+            continue
+        if pid == 0:  # a copy: its figures, then out at once
+            code = 1
+            try:
+                save(figures(run, only=group), out)
+                code = 0
+            finally:
+                os._exit(code)
+        copies.append((pid, group))
+    paths = save(figures(run, only=mine), out)
+    for pid, group in copies:
+        if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0:
+            paths += [out / f"{name}.png" for name in group]
+        else:
+            paths += save(figures(run, only=group), out)
+    return sorted(paths, key=lambda p: names.index(p.stem))
 
 
 def main() -> None:
@@ -171,6 +211,7 @@ def main() -> None:
         answer = {"error": f"{type(e).__name__}: {e}"}
     out.write(json.dumps(answer) + "\n")
     out.flush()
+    os._exit(0)  # the figures are written: nothing is left that a teardown would finish
 
 
 if __name__ == "__main__":

@@ -19,27 +19,48 @@ from ..rundir import (
 )
 from .panels import PANELS, drawn, overview
 from .run import Run, load_run
-from .style import DPI, FORMATS, OVERVIEW_MARGINS, figure_style, new_figure, readable_log_ticks
+from .style import (
+    DPI,
+    FORMATS,
+    OVERVIEW_MARGINS,
+    PANEL_SIZE,
+    figure_style,
+    new_figure,
+    overview_size,
+    readable_log_ticks,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def figures(run: Run | str | Path, label: str | None = None) -> dict[str, Figure]:
+def figure_names(run: Run) -> list[str]:
+    """The figures `figures` draws for ``run``, in order: its panels, then ``overview``."""
+    return [*drawn(run), "overview"]
+
+
+def figures(
+    run: Run | str | Path, label: str | None = None, only: list[str] | None = None
+) -> dict[str, Figure]:
     """One Figure per panel the run has data for (panels.py) and ``overview`` with the main
-    ones. ``label`` names the run in the overview's title (default: its name)."""
+    ones; ``only`` some of them (names from `figure_names`). ``label`` names the run in the
+    overview's title (default: its name)."""
     import math
 
     run = run if isinstance(run, Run) else load_run(run)
     out: dict[str, Figure] = {}
     with figure_style():
         for name in drawn(run):
-            fig = new_figure(1, 1, (6.4, 4), right=0.98 if name == "spectrum" else 0.96)
+            if only is not None and name not in only:
+                continue
+            fig = new_figure(1, 1, PANEL_SIZE, right=0.98 if name == "spectrum" else 0.96)
             PANELS[name](fig.axes[0], run)
             out[name] = fig
+        if only is not None and "overview" not in only:
+            return out
         names = overview(run)
         cols = math.ceil(len(names) / 2)
-        fig = new_figure(2, cols, (16 * cols / 3, 8.5), **OVERVIEW_MARGINS, bottom=0.07)
+        fig = new_figure(2, cols, overview_size(cols), **OVERVIEW_MARGINS, bottom=0.07)
         for ax in fig.axes[len(names) :]:
             ax.remove()
         for ax, name in zip(list(fig.axes), names, strict=False):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,14 @@ STRUCTURAL = "0.85"  # what is structurally zero: masked heatmap cells, shaded i
 CENTRED = {"ha": "center", "va": "center"}
 # Spectra drawn per figure at most: more than its pixels can show (see Run.spectra).
 SPECTRUM_ROWS = 2000
+PANEL_SIZE = (6.4, 4.0)  # inches: a figure of one panel
+
+
+def overview_size(cols: int) -> tuple[float, float]:
+    """Inches of a run's overview: two rows of ``cols`` panels."""
+    return (16 * cols / 3, 8.5)
+
+
 OVERVIEW_MARGINS = {"left": 0.05, "right": 0.985, "top": 0.91, "wspace": 0.22, "hspace": 0.32}
 
 
@@ -63,14 +72,48 @@ def figure_style() -> Iterator[None]:
 def new_figure(rows: int, cols: int, size: tuple[float, float], **margins: float) -> Figure:
     """A Figure on the Agg canvas. Margins are fixed rather than solved by a layout engine,
     which would double the drawing time of a figure."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=size)
-    FigureCanvasAgg(fig)
+    _canvas_class()(fig)
     fig.subplots(rows, cols, squeeze=False)
     fig.subplots_adjust(**{"left": 0.13, "right": 0.96, "bottom": 0.13, "top": 0.9, **margins})
     return fig
+
+
+_CANVAS: list[type] = []  # the class below, made once matplotlib is imported
+_RENDERERS: dict[tuple[int, int, float], Any] = {}  # one per pixel size, shared by all figures
+
+
+def _canvas_class() -> type:
+    """An Agg canvas whose renderer is shared by every figure of the same pixel size.
+
+    matplotlib caches a text's measured size and each parsed mathtext label (the 10⁻³ of a
+    log axis) per renderer, and gives every figure a renderer of its own: each figure measured
+    and parsed again the tick labels the figure before it had already. Sharing the renderer
+    shares those caches. Figures are drawn one at a time and every draw starts by clearing the
+    renderer, so what each figure shows is unchanged."""
+    if not _CANVAS:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
+
+        class SharedRendererCanvas(FigureCanvasAgg):
+            def get_renderer(self) -> Any:
+                w, h = self.get_width_height(physical=True)
+                key = (w, h, self.figure.dpi)
+                if key not in _RENDERERS:
+                    if len(_RENDERERS) >= 8:  # a pixel buffer each: keep the few sizes in use
+                        _RENDERERS.pop(next(iter(_RENDERERS)))
+                    _RENDERERS[key] = RendererAgg(w, h, self.figure.dpi)
+                self.renderer, self._lastKey = _RENDERERS[key], key
+                return self.renderer
+
+        _CANVAS.append(SharedRendererCanvas)
+        # A renderer's cache of parsed mathtext holds font objects reading their files through
+        # this process' open file handles; a forked copy that used them would move the file
+        # offsets both processes share and garble the other's glyphs. A copy starts afresh.
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_RENDERERS.clear)
+    return _CANVAS[0]
 
 
 # --------------------------------------------------------------------------- data
@@ -111,6 +154,37 @@ def readable_log_ticks(fig: Figure) -> None:
             ax.yaxis.set_minor_formatter(FuncFormatter(twos_and_fives))
         else:
             ax.yaxis.set_minor_formatter(NullFormatter())
+            _marks_for_minor_ticks(ax)
+
+
+def _marks_for_minor_ticks(ax: Axes) -> None:
+    """The unlabelled minor ticks of a wide log axis drawn as one line of tick marks.
+
+    matplotlib makes a `Tick` (five artists, copied property by property from the first) for
+    every tick it draws, and a log axis over many decades has eight minor ticks a decade: 56
+    to 72 per axis, four in five of all the ticks of a run's figures and most of their drawing
+    time (docs/performance.md, h). Unlabelled, each is only its mark, so the marks are drawn as
+    the points of one `Line2D` styled as the axis' own minor tick line (the same marker, size,
+    width, colour and transform, at the locations the axis would have drawn) and the axis
+    draws no minor ticks. Called once the limits are final; a second call changes nothing."""
+    import numpy as np
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullLocator
+
+    axis = ax.yaxis
+    if isinstance(axis.get_minor_locator(), NullLocator):
+        return
+    locs = np.asarray(axis.get_minorticklocs())  # what the axis would draw, majors removed
+    low, high = sorted(axis.get_transform().transform(axis.get_view_interval()))
+    at = axis.get_transform().transform(locs)
+    tol = (high - low) * 1e-10  # matplotlib's own test of a tick being in view
+    locs = locs[(at >= low - tol) & (at <= high + tol)]
+    mark = axis.get_minor_ticks(1)[0].tick1line  # the axis' minor tick line, as it is styled
+    marks = Line2D([], [])
+    marks.update_from(mark)
+    marks.set(data=(np.zeros(len(locs)), locs), clip_on=False, zorder=axis.get_zorder() + 1e-9)
+    axis.set_minor_locator(NullLocator())
+    ax.add_artist(marks)
 
 
 def log_floor(*ys: np.ndarray) -> float:
