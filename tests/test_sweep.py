@@ -245,6 +245,28 @@ def test_a_requeued_job_continues_its_run_from_the_checkpoint(tmp_path):
     assert [r["step"] for r in load_run(path).metrics] == [0, 10, 20, 30, 40, 50, 59]
 
 
+def test_a_requeued_job_whose_run_had_ended_reports_it_without_running_it_again(tmp_path):
+    """A job requeued after its run ended (completed here; stopped and diverged alike) finds
+    the folder, leaves every file of it as it was, starts no second run and reports the
+    outcome the first attempt would have reported."""
+    from collapse_cli.training.executors import run_task
+
+    doc = yaml.safe_load((CONFIGS / "collapse.yaml").read_text())
+    overrides = ["train.steps=30", "log.every=10", "log.figures=none", "optimizer.lr=0.01",
+                 "seed=0"]  # fmt: skip
+    sweep = tmp_path / "sweep-x"
+    task = Task(0, str(sweep), doc, overrides, ["optimizer.lr"], run_key([0.01], 0), 1, "test")
+    first = run_task(task)  # the first attempt
+    assert first["status"] == "completed"
+    (path,) = _folders(sweep)
+    before = {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()}
+    outcome = SweepJob()(task)  # the requeued attempt
+    ran = {k: v for k, v in first.items() if k != "threads"}  # torch's threads: none now
+    assert outcome == ran
+    assert _folders(sweep) == [path]  # no second run
+    assert {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()} == before
+
+
 def test_submitit_local_executor_runs_a_sweep_end_to_end(tmp_path):
     pytest.importorskip("submitit", reason="submitit is not installed (the submitit extra)")
     result = run_sweep(CONFIGS / "collapse.yaml", {"optimizer.lr": [1e-3, 1e-2]}, overrides=TINY,

@@ -23,7 +23,7 @@ from typing import Any
 
 from .. import rundir
 from ..errors import CollapseError, ConfigError
-from ..reading.sweep import folders_by_key
+from ..reading.sweep import ENDED, folders_by_key
 from ..threads import thread_env
 from ..worker import PassOnStop, init_worker, stop_asked
 
@@ -48,8 +48,14 @@ class Task:
 def resumable(folder: Path) -> bool:
     """A folder that `resume_run` continues: it has a checkpoint and did not end."""
     meta = rundir.read_json(folder / rundir.META) or {}
-    ended = meta.get("status") in ("completed", "diverged", "stopped")
-    return not ended and (folder / rundir.CHECKPOINT).is_file()
+    return meta.get("status") not in ENDED and (folder / rundir.CHECKPOINT).is_file()
+
+
+def ended_summary(folder: Path) -> dict[str, Any] | None:
+    """The summary of a run that ended (completed, diverged or stopped), else None."""
+    meta = rundir.read_json(folder / rundir.META) or {}
+    summary = rundir.read_json(folder / rundir.SUMMARY)
+    return summary if meta.get("status") in ENDED and summary else None
 
 
 def find_folder(task: Task) -> Path | None:
@@ -88,6 +94,11 @@ def run_task(task: Task) -> dict[str, Any]:
         reason = str(e) if isinstance(e, CollapseError) else f"{type(e).__name__}: {e}"
         folder = find_folder(task)
         return outcome | {"status": "failed", "reason": reason, "folder": folder and folder.name}
+    return reported(outcome, path, summary)
+
+
+def reported(outcome: dict[str, Any], path: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """``outcome`` completed with how the run in ``path`` ended, from its ``summary``."""
     final = summary.get("final") or {}
     outcome |= {"folder": path.name, "status": summary["status"]}
     # A run interrupted early has no verdict to give; one stopped by train.stop_on has its own.

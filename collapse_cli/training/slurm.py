@@ -17,7 +17,16 @@ from ..errors import ConfigError
 from ..threads import thread_env
 from ..worker import catch_stops
 from ..yamlfile import parse_scalar
-from .executors import Task, failed, find_folder, resumable, run_task, started_with
+from .executors import (
+    Task,
+    ended_summary,
+    failed,
+    find_folder,
+    reported,
+    resumable,
+    run_task,
+    started_with,
+)
 
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local executor kills a job after 2 min by default
 
@@ -25,7 +34,9 @@ LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local executor kills a job after 2
 class SweepJob:
     """The callable submitit runs. On SLURM, a job signalled before its time limit or for
     preemption calls `checkpoint`: submitit requeues the same task, which then finds the run's
-    folder and continues it from its checkpoint through `resume_run`."""
+    folder and continues it from its checkpoint through `resume_run`, or, when the run had
+    already ended (completed, diverged, or stopped by train.stop_on), reports how it ended
+    without running it again."""
 
     def __call__(self, task: Task) -> dict[str, Any]:
         # Until the run's own handler takes over, SIGTERM (the sweep stopping) is remembered
@@ -34,6 +45,9 @@ class SweepJob:
         try:
             if task.folder is None:  # a requeued job finds what its first attempt left
                 folder = find_folder(task)
+                summary = ended_summary(folder) if folder is not None else None
+                if folder is not None and summary is not None:  # it ended: nothing to run
+                    return reported({"index": task.index}, folder, summary)
                 task.folder = folder.name if folder is not None and resumable(folder) else None
             return run_task(task)
         finally:
