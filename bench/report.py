@@ -153,6 +153,25 @@ def sweep_figures(d: dict[str, Any]) -> str:
     return md(heads, rows) + "\n\n" + tail
 
 
+def figure_count(d: dict[str, Any]) -> str:
+    counts, results = d["counts"], d["results"]
+    trees = list(d["six_panels"])
+    rows = []
+    for kind in ("wait", "serial"):
+        for tree in trees:
+            cells = [fmt_s(results[f"{kind} | {tree} | {v}"]["median"]) for v in counts]
+            per = d["fits"][f"{kind} | {tree}"]["per_figure_s"]
+            rows.append([f"{kind}, {tree}", *cells, fmt_s(per)])
+    heads = ["", *[f"{n} figures" for n in counts.values()], "per figure"]
+    six = [
+        [tree, fmt_s(p["one"]["median"]), fmt_s(p["many"]["median"]),
+         fmt_s((p["many"]["median"] - p["one"]["median"]) / 5)]
+        for tree, p in d["six_panels"].items()
+    ]  # fmt: skip
+    heads_six = ["the main six panels", "one figure", "six figures", "a figure adds"]
+    return md(heads, rows) + "\n\n" + md(heads_six, six)
+
+
 def main() -> None:
     for name, render in [
         ("overhead_demos", demos),
@@ -163,6 +182,7 @@ def main() -> None:
         ("plot_compare", plot_compare),
         ("overhead_inspect", inspect_cost),
         ("sweep_figures", sweep_figures),
+        ("figure_count", figure_count),
     ]:
         for suffix in ("", "_cuda"):
             path = RESULTS / f"{name}{suffix}.json"
