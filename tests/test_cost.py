@@ -285,7 +285,7 @@ def failing(figs, out, *a, **k):
     return save(figs, out, *a, **k)
 if {copies_fail}:
     F.save = failing
-print("\\n".join(map(str, drawer._draw(Path(sys.argv[1])))))
+print("\\n".join(map(str, drawer.draw_shared(Path(sys.argv[1])))))
 """
     done = subprocess.run(
         [sys.executable, "-c", code, str(run)], capture_output=True, text=True, cwd=ROOT
@@ -296,6 +296,31 @@ print("\\n".join(map(str, drawer._draw(Path(sys.argv[1])))))
     assert [p.name for p in paths] == [p.name for p in here]  # the same files, in order
     for a, b in zip(paths, here, strict=True):
         assert (matplotlib.image.imread(a) == matplotlib.image.imread(b)).all(), a.name
+
+
+def test_collapse_plot_shares_its_figures_out_and_draws_what_plot_run_draws(
+    tmp_path: Path,
+) -> None:
+    """`collapse plot RUN --out DIR --label TEXT` in a process of its own (no torch loaded, so
+    it shares the figures out over the cores) writes what `plot_run` writes with the same
+    folder and label, pixel for pixel."""
+    from collapse_cli.reading.figures import plot_run
+
+    run = write_run(tmp_path, "20250101-000000-a", extra={"knn_acc": 0.5})
+    code = (
+        "import sys; from collapse_cli.cli import main; "
+        "sys.argv = ['collapse', *sys.argv[1:]]; main()"
+    )
+    args = ["plot", str(run), "--out", str(tmp_path / "cli"), "--label", "my run"]
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    here = plot_run(run, tmp_path / "here", label="my run")
+    drawn = sorted((tmp_path / "cli").glob("*.png"))
+    assert [p.name for p in drawn] == sorted(p.name for p in here) and len(here) >= 8
+    for a in drawn:
+        assert (
+            matplotlib.image.imread(a) == matplotlib.image.imread(tmp_path / "here" / a.name)
+        ).all()
 
 
 # --------------------------------------------------------------------------- the helper

@@ -10,8 +10,8 @@ API, a sweep's workers, or a helper that did not answer) the run draws its figur
 The protocol: the run writes one line, the run folder, on the helper's stdin; the helper
 answers one JSON line on its stdout, ``{"paths": [...]}`` or ``{"error": "..."}``, and exits.
 An empty line or the end of its stdin (the run ended without figures, or died) ends it.
-Where the system can fork, the overview is saved by a copy of the helper at the same time as
-the other figures (`_draw`).
+Where the system can fork, the figures are shared out over copies of the helper, one per core
+(`draw_shared`, which `collapse plot` uses as well).
 """
 
 from __future__ import annotations
@@ -151,25 +151,38 @@ def share_out(weights: dict[str, float], k: int) -> list[list[str]]:
     return [g for _, g in sorted(zip(totals, groups, strict=True), key=lambda t: -t[0]) if g]
 
 
-def _draw(run_dir: Path) -> list[Path]:
-    """`plot_run` (the same figures, the same files), shared out between this process and
-    forked copies of it, one per core: the run waits for the longest share, not for all the
-    figures one after another. A figure's weight is its number of panels (the overview has
-    six to eight); each copy builds and saves its own figures and ends without any clean-up;
-    a copy that fails has its figures drawn here."""
+def draw_shared(
+    run_dir: Path,
+    out: Path | None = None,
+    fmt: str = "png",
+    *,
+    dpi: int | None = None,
+    label: str | None = None,
+) -> list[Path]:
+    """`plot_run` (the same figures, the same files, the same arguments), shared out between
+    this process and forked copies of it, one per core: the caller waits for the longest
+    share, not for all the figures one after another. A figure's weight is its number of
+    panels (the overview has six to eight); each copy builds and saves its own figures and
+    ends without any clean-up; a copy that fails has its figures drawn here. A process with
+    torch loaded (its thread pools do not survive a fork) draws them all itself."""
     from ..rundir import PLOTS
-    from .figures import figure_names, figures, plot_run, save
+    from .figures import check_format, figure_names, figures, plot_run, save
     from .panels import overview
     from .run import load_run
 
+    check_format(fmt)
     run = load_run(run_dir)
-    if not run.metrics or not hasattr(os, "fork"):
-        return plot_run(run_dir)
+    if not run.metrics or not hasattr(os, "fork") or "torch" in sys.modules:
+        return plot_run(run_dir, out, fmt, dpi=dpi, label=label)
     names = figure_names(run)
     weights = {name: float(len(overview(run)) if name == "overview" else 1) for name in names}
     mine, *theirs = share_out(weights, cores())
-    out = run.path / PLOTS
-    out.mkdir(parents=True, exist_ok=True)
+    folder = Path(out) if out else run.path / PLOTS
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def draw(group: list[str]) -> list[Path]:
+        return save(figures(run, label, only=group), folder, fmt, dpi)
+
     copies = []
     for group in theirs:
         try:
@@ -180,17 +193,17 @@ def _draw(run_dir: Path) -> list[Path]:
         if pid == 0:  # a copy: its figures, then out at once
             code = 1
             try:
-                save(figures(run, only=group), out)
+                draw(group)
                 code = 0
             finally:
                 os._exit(code)
         copies.append((pid, group))
-    paths = save(figures(run, only=mine), out)
+    paths = draw(mine)
     for pid, group in copies:
         if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0:
-            paths += [out / f"{name}.png" for name in group]
+            paths += [folder / f"{name}.{fmt}" for name in group]
         else:
-            paths += save(figures(run, only=group), out)
+            paths += draw(group)
     return sorted(paths, key=lambda p: names.index(p.stem))
 
 
@@ -206,7 +219,7 @@ def main() -> None:
     if not line:
         return
     try:
-        answer = {"paths": [str(p) for p in _draw(Path(line))]}
+        answer = {"paths": [str(p) for p in draw_shared(Path(line))]}
     except Exception as e:
         answer = {"error": f"{type(e).__name__}: {e}"}
     out.write(json.dumps(answer) + "\n")

@@ -119,17 +119,19 @@ def plot_named(
     dpi: int | None = None,
     labels: list[str] | None = None,
 ) -> list[Path]:
-    """``collapse plot RUN``: resolve the name a user typed and draw the run's figures;
-    ``labels`` are ``RUN=TEXT`` (or plain ``TEXT``) names for its titles. A sweep folder gets
-    its study figure (reading/study.py)."""
+    """``collapse plot RUN``: resolve the name a user typed and draw the run's figures, shared
+    out over the cores (drawer.draw_shared); ``labels`` are ``RUN=TEXT`` (or plain ``TEXT``)
+    names for its titles. A sweep folder gets its study figure (reading/study.py)."""
     if is_sweep_dir(Path(run)) or (not Path(run).exists() and str(run).startswith("sweep-")):
         from .study import plot_sweep
 
         return plot_sweep(resolve_sweep(run, runs_dir), out, fmt, dpi=dpi)
+    from .drawer import draw_shared
+
     path = _resolve_plottable(run, runs_dir)
     named = parse_labels(labels or [], runs_dir)
     text = named.get(path.resolve()) or next((t for k, t in named.items() if k is None), None)
-    paths = plot_run(path, out, fmt, dpi=dpi, label=text)
+    paths = draw_shared(path, out, fmt, dpi=dpi, label=text)
     if not paths:
         raise CollapseError(f"{run}: no metrics logged yet, nothing to plot")
     return paths
