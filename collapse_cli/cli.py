@@ -19,6 +19,7 @@ from rich.console import Console
 
 from . import __version__
 from .errors import CollapseError, ConfigError
+from .streams import Trimmed
 
 app = typer.Typer(
     help="Run, measure and compare representation-collapse experiments.",
@@ -27,8 +28,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# No blanks at the ends of lines in a file or a pipe (streams.py).
+out = Console(file=Trimmed("stdout"), highlight=False)
+err = Console(file=Trimmed("stderr"), stderr=True, highlight=False)
 
 ConfigArg = Annotated[
     Path, typer.Argument(help="A YAML config, e.g. configs/infonce.yaml.", metavar="CONFIG")

@@ -39,6 +39,30 @@ def test_run_prints_plain_lines_and_ends_with_the_run_folder(tmp_path: Path):
     assert run_dir.parent == tmp_path and (run_dir / "summary.json").is_file()
     assert "verdict: healthy" in proc.stdout
     assert "structurally zero" in proc.stdout
+    # Rich pads its grids and tables to their width; in a file or a pipe no line ends in blanks
+    assert not [line for line in proc.stdout.splitlines() if line != line.rstrip()]
+    listed = collapse("list", "--runs-dir", str(tmp_path)).stdout
+    assert "completed" in listed and not [x for x in listed.splitlines() if x != x.rstrip()]
+
+
+def test_trailing_blanks_stay_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal the padding stays: a live display overwrites a longer line with it."""
+    import io
+
+    from collapse_cli.streams import Trimmed
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, kept in ((io.StringIO(), "a\nb\nc d"), (Terminal(), "a  \nb \t\nc d")):
+        monkeypatch.setattr(sys, "stdout", stream)
+        trimmed = Trimmed("stdout")
+        # blanks may end one write and the line end start the next
+        for text in ("a  \nb \t", "\n", "c ", "d "):
+            trimmed.write(text)
+        trimmed.flush()  # blanks that no line end followed are kept
+        assert stream.getvalue() == kept + " "
 
 
 def test_quiet_prints_only_the_summary(cli, runs_dir: Path):
