@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import matplotlib
@@ -279,18 +280,30 @@ import collapse_cli.reading.figures as F
 from collapse_cli.reading import drawer
 drawer.cores = lambda: 5
 main, save = os.getpid(), F.save
-def failing(figs, out, *a, **k):
-    if os.getpid() != main:
+def recorded(figs, out, *a, **k):  # which process saves what
+    with open(sys.argv[2], "a") as f:
+        f.write(f"{{os.getpid()}} {{' '.join(figs)}}\\n")
+    if {copies_fail} and os.getpid() != main:
         raise RuntimeError("a copy fails")
     return save(figs, out, *a, **k)
-if {copies_fail}:
-    F.save = failing
-print("\\n".join(map(str, drawer.draw_shared(Path(sys.argv[1])))))
+F.save = recorded
+print("\\n".join(map(str, F.plot_run(Path(sys.argv[1]), shared=True))))
 """
+    log = tmp_path / "saves.txt"
     done = subprocess.run(
-        [sys.executable, "-c", code, str(run)], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-c", code, str(run), str(log)], capture_output=True, text=True, cwd=ROOT
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    saves = [line.split() for line in log.read_text().splitlines()]
+    pids = Counter(pid for pid, *_ in saves)
+    assert len(pids) == 5  # five processes drew
+    every = sorted(Path(p).stem for p in done.stdout.split())
+    if copies_fail:  # the helper drew the shares of the four copies that failed, again
+        (helper, times), *_ = pids.most_common()
+        assert times == 5
+        assert sorted(n for pid, *names in saves if pid == helper for n in names) == every
+    else:  # each figure once
+        assert sorted(n for _, *names in saves for n in names) == every
     paths = [Path(p) for p in done.stdout.split()]
     here = plot_run(run, tmp_path / "here")
     assert [p.name for p in paths] == [p.name for p in here]  # the same files, in order

@@ -11,7 +11,7 @@ The protocol: the run writes one line, the run folder, on the helper's stdin; th
 answers one JSON line on its stdout, ``{"paths": [...]}`` or ``{"error": "..."}``, and exits.
 An empty line or the end of its stdin (the run ended without figures, or died) ends it.
 Where the system can fork, the figures are shared out over copies of the helper, one per core
-(`draw_shared`, which `collapse plot` uses as well).
+(`in_shares`, which `collapse plot` uses as well).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds collapse_cli/
@@ -151,38 +152,16 @@ def share_out(weights: dict[str, float], k: int) -> list[list[str]]:
     return [g for _, g in sorted(zip(totals, groups, strict=True), key=lambda t: -t[0]) if g]
 
 
-def draw_shared(
-    run_dir: Path,
-    out: Path | None = None,
-    fmt: str = "png",
-    *,
-    dpi: int | None = None,
-    label: str | None = None,
-) -> list[Path]:
-    """`plot_run` (the same figures, the same files, the same arguments), shared out between
-    this process and forked copies of it, one per core: the caller waits for the longest
-    share, not for all the figures one after another. A figure's weight is its number of
-    panels (the overview has six to eight); each copy builds and saves its own figures and
-    ends without any clean-up; a copy that fails has its figures drawn here. A process with
-    torch loaded (its thread pools do not survive a fork) draws them all itself."""
-    from ..rundir import PLOTS
-    from .figures import check_format, figure_names, figures, plot_run, save
-    from .panels import overview
-    from .run import load_run
-
-    check_format(fmt)
-    run = load_run(run_dir)
-    if not run.metrics or not hasattr(os, "fork") or "torch" in sys.modules:
-        return plot_run(run_dir, out, fmt, dpi=dpi, label=label)
-    names = figure_names(run)
-    weights = {name: float(len(overview(run)) if name == "overview" else 1) for name in names}
+def in_shares(weights: dict[str, float], draw: Callable[[list[str]], object]) -> None:
+    """``draw(names)`` for every name, the names shared out by weight between this process
+    and forked copies of it, one share per core: the caller waits for the longest share, not
+    for all of them one after another. This process draws the heaviest share; each copy
+    draws its own and ends without any clean-up; a copy that fails has its share drawn here.
+    A process with torch loaded (its thread pools do not survive a fork) draws them all."""
+    if not hasattr(os, "fork") or "torch" in sys.modules:
+        draw(list(weights))
+        return
     mine, *theirs = share_out(weights, cores())
-    folder = Path(out) if out else run.path / PLOTS
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def draw(group: list[str]) -> list[Path]:
-        return save(figures(run, label, only=group), folder, fmt, dpi)
-
     copies = []
     for group in theirs:
         try:
@@ -190,7 +169,7 @@ def draw_shared(
         except OSError:  # no more processes: drawn here
             mine += group
             continue
-        if pid == 0:  # a copy: its figures, then out at once
+        if pid == 0:  # a copy: its share, then out at once
             code = 1
             try:
                 draw(group)
@@ -198,13 +177,10 @@ def draw_shared(
             finally:
                 os._exit(code)
         copies.append((pid, group))
-    paths = draw(mine)
+    draw(mine)
     for pid, group in copies:
-        if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0:
-            paths += [folder / f"{name}.{fmt}" for name in group]
-        else:
-            paths += draw(group)
-    return sorted(paths, key=lambda p: names.index(p.stem))
+        if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
+            draw(group)
 
 
 def main() -> None:
@@ -219,7 +195,9 @@ def main() -> None:
     if not line:
         return
     try:
-        answer = {"paths": [str(p) for p in draw_shared(Path(line))]}
+        from .figures import plot_run
+
+        answer = {"paths": [str(p) for p in plot_run(Path(line), shared=True)]}
     except Exception as e:
         answer = {"error": f"{type(e).__name__}: {e}"}
     out.write(json.dumps(answer) + "\n")

@@ -100,14 +100,25 @@ def plot_run(
     *,
     dpi: int | None = None,
     label: str | None = None,
+    shared: bool = False,
 ) -> list[Path]:
     """Draw the standard figures of a run into ``RUN/plots/`` (or ``out``) and return their
-    paths; [] when the run has logged nothing yet."""
+    paths; [] when the run has logged nothing yet. ``shared``: drawn by this process and
+    forked copies of it, one per core (drawer.in_shares; a figure weighs its panels)."""
     check_format(fmt)
     run = load_run(run_dir)
     if not run.metrics:
         return []
-    return save(figures(run, label), Path(out) if out else run.path / PLOTS, fmt, dpi)
+    folder = Path(out) if out else run.path / PLOTS
+    if not shared:
+        return save(figures(run, label), folder, fmt, dpi)
+    from .drawer import in_shares
+
+    names = figure_names(run)
+    panels = len(overview(run))
+    weights = {name: float(panels if name == "overview" else 1) for name in names}
+    in_shares(weights, lambda group: save(figures(run, label, only=group), folder, fmt, dpi))
+    return [folder / f"{name}.{fmt}" for name in names]
 
 
 def plot_named(
@@ -120,18 +131,16 @@ def plot_named(
     labels: list[str] | None = None,
 ) -> list[Path]:
     """``collapse plot RUN``: resolve the name a user typed and draw the run's figures, shared
-    out over the cores (drawer.draw_shared); ``labels`` are ``RUN=TEXT`` (or plain ``TEXT``)
+    out over the cores (drawer.in_shares); ``labels`` are ``RUN=TEXT`` (or plain ``TEXT``)
     names for its titles. A sweep folder gets its study figure (reading/study.py)."""
     if is_sweep_dir(Path(run)) or (not Path(run).exists() and str(run).startswith("sweep-")):
         from .study import plot_sweep
 
         return plot_sweep(resolve_sweep(run, runs_dir), out, fmt, dpi=dpi)
-    from .drawer import draw_shared
-
     path = _resolve_plottable(run, runs_dir)
     named = parse_labels(labels or [], runs_dir)
     text = named.get(path.resolve()) or next((t for k, t in named.items() if k is None), None)
-    paths = draw_shared(path, out, fmt, dpi=dpi, label=text)
+    paths = plot_run(path, out, fmt, dpi=dpi, label=text, shared=True)
     if not paths:
         raise CollapseError(f"{run}: no metrics logged yet, nothing to plot")
     return paths
