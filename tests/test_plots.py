@@ -339,7 +339,7 @@ def test_compare_shows_log_at_places_after_the_runs_own_metrics(tmp_path: Path) 
     result = compare_runs([a, b], figures=False)
     order = list(dict.fromkeys(r.metric for r in result.rows))
     # lr/head is a number of the user's (head is no metric), not a place's; encoder/rankme and
-    # encoder/min_eig are left out; the encoder comes before the predictor, as in log.at.
+    # encoder/min_eig are left out; the places in the order encoder, projector, predictor.
     assert order == ["loss", "variance", "effective_rank", "kl", "lr/head", "encoder/variance",
                      "encoder/rank", "encoder/effective_rank", "encoder/std_l2",
                      "predictor/effective_rank"]  # fmt: skip

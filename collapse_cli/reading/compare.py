@@ -159,8 +159,9 @@ def placed(key: str) -> tuple[str, str] | None:
 
 def _table_metrics(runs: list[Run]) -> list[str]:
     """The table's metric keys: those every run has a finite value of (the keys of its
-    summary's minima), the catalogue's first, then the loss parts; then, place by place (the
-    order of log.at's names), the PLACED metrics any run measured there (the others show -)."""
+    summary's minima), the catalogue's first, then the loss parts; then, place by place
+    (encoder, projector, predictor), the PLACED metrics any run measured there (the others
+    show -)."""
     logged = [set(r.summary.get("min") or {}) - {"step", "time"} for r in runs]
     shared = {k for k in set.intersection(*logged) if placed(k) is None}
     at = {p for k in set.union(*logged) if (p := placed(k))}
