@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import subprocess
@@ -309,6 +310,58 @@ def test_labelled_runs_get_a_knn_panel_and_overlay(tmp_path: Path) -> None:
     lines = [list(line.get_ydata()) for line in ax.get_lines()]
     assert lines == [accuracies, [0.0] * 10, [0.125, 0.125]]  # the runs, then run a's chance
     assert "kNN" in ax.get_title() and ax.get_ylim() == (0, 1.02)
+
+
+def test_compare_shows_log_at_places_after_the_runs_own_metrics(tmp_path: Path) -> None:
+    """encoder/... and predictor/... rows follow the run's own metrics and its loss parts, the
+    overview's metrics only, - where a run did not measure that place."""
+    from .synthetic import write_run as write_two_rows
+
+    own = {"loss": 1.0, "variance": 0.5, "effective_rank": 8.0, "kl": 0.3, "lr/head": 0.01}
+    encoder = {
+        "encoder/variance": 0.2,
+        "encoder/rank": 32,
+        "encoder/effective_rank": 30.0,
+        "encoder/std_l2": 0.05,
+        "encoder/rankme": 31.0,
+        "encoder/min_eig": 1e-9,
+    }
+    later = {"encoder/effective_rank": 24.0, "effective_rank": 6.0}
+    a = write_two_rows(
+        tmp_path / "20250101-000000-a",
+        {"name": "a", "seed": 0},
+        first=own | encoder,
+        final=own | encoder | later,
+    )
+    b = write_two_rows(tmp_path / "20250101-000001-b", {"name": "b", "seed": 0},
+                       first=own | {"predictor/effective_rank": 5.0},
+                       final=own | {"predictor/effective_rank": 3.0})  # fmt: skip
+    result = compare_runs([a, b], figures=False)
+    order = list(dict.fromkeys(r.metric for r in result.rows))
+    # lr/head is a number of the user's (head is no metric), not a place's; encoder/rankme and
+    # encoder/min_eig are left out; the places in the order encoder, projector, predictor.
+    assert order == ["loss", "variance", "effective_rank", "kl", "lr/head", "encoder/variance",
+                     "encoder/rank", "encoder/effective_rank", "encoder/std_l2",
+                     "predictor/effective_rank"]  # fmt: skip
+    rows = {(r.metric, r.stat): r for r in result.rows}
+    assert [rows["encoder/effective_rank", s].values for s in ("step 0", "final", "min", "max")] \
+        == [[30.0, None], [24.0, None], [24.0, None], [30.0, None]]  # fmt: skip
+    assert rows["encoder/effective_rank", "final"].diffs == [None, None]
+    assert rows["predictor/effective_rank", "min"].values == [None, 3.0]
+    assert rows["effective_rank", "final"].diffs == [None, 8.0 - 6.0]
+
+    cli = CliRunner()
+    shown = cli.invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / "figs")])
+    assert shown.exit_code == 0, shown.output
+    line = next(x for x in shown.output.splitlines() if "encoder/effective_rank" in x)
+    assert [c.strip() for c in line.split("│")[1:-1]] == ["encoder/effective_rank", "step 0",
+                                                         "30", "-"]  # fmt: skip
+    table = cli.invoke(app, ["compare", str(a), str(b), "--table", "csv",
+                             "--out", str(tmp_path / "figs2")])  # fmt: skip
+    header, *body = list(csv.reader(table.stdout.splitlines()))
+    final = header.index("encoder/effective_rank (final)")
+    assert [row[final] for row in body] == ["24", "-"]
+    assert "encoder/rankme (final)" not in header
 
 
 # --------------------------------------------------------------------------- the CLI

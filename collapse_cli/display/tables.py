@@ -312,9 +312,8 @@ def print_predictors(console: Console, predictors: Any) -> None:
     few runs for it to mean anything."""
     if predictors is None:
         return
-    from ..reading.predicts import MIN_RUNS
+    from ..reading.predicts import MIN_RUNS, READING
 
-    names = {"knn_acc": "kNN accuracy", "probe_acc": "probe accuracy"}
     runs = predictors.runs
     if not predictors.enough:
         print_lines(
@@ -323,21 +322,11 @@ def print_predictors(console: Console, predictors: Any) -> None:
             f"a rank correlation needs at least {MIN_RUNS} to mean anything",
         )
         return
-    table = Table(title=f"Kendall τ-b over {runs} runs", title_justify="left")
+    table = Table(title=predictors.title, title_justify="left")
     table.add_column("metric", style="bold", no_wrap=True)
     for target in predictors.targets:
-        table.add_column(f"τ vs {names.get(target, target)}", justify="right", no_wrap=True)
+        table.add_column(predictors.header(target), justify="right", no_wrap=True)
     for row in predictors.rows:
-        cells_ = []
-        for target in predictors.targets:
-            tau, n = row.taus[target], row.counts[target]
-            text = "-" if tau is None else f"{tau:+.2f}"
-            cells_.append(text + (f" ({n} runs)" if n != runs else ""))
-        table.add_row(row.metric, *cells_)
-    print_lines(
-        console,
-        "which metric tracks accuracy: the final value of each metric against the final "
-        "accuracy, over the runs that ran to their end (+1: it ranks the runs as the accuracy "
-        "does; −1: in reverse; -: too few runs or a constant)",
-    )
+        table.add_row(row.metric, *(predictors.text(row, t) for t in predictors.targets))
+    print_lines(console, f"which metric tracks accuracy: {READING}")
     print_table(console, table)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..catalogue import ORDER, OVERLAID
+from ..catalogue import AT_SEPARATOR, BY_KEY, ORDER, OVERLAID, OVERVIEW, REPRESENTATIONS
 from ..errors import ConfigError
 from ..rundir import COMPARISON, create_stamped, write_json
 from ..verdict import max_eig_text, min_eig_text
@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 STATS = ("step 0", "final", "min", "max")
 # When several keys tell the runs apart, legends use the most telling ones first.
 _LABEL_PRIORITY = ["loss", "encoder", "optimizer", "views", "data", "train", "seed", "log"]
+# What the table shows of log.at's further places (encoder/effective_rank): the overview's
+# metrics only. Each metric is four rows, some 70 for a DINO run's own 18 metrics; its 13 at the
+# encoder would add 52 more. Not the loss (the objective's, no place's), nor λ_min: whether it
+# is structurally zero needs the place's width, which the run folder does not keep.
+PLACED = [k for k in OVERVIEW if k not in ("loss", "min_eig")]
 
 
 class _Absent:
@@ -144,11 +149,26 @@ def value_words(value: Any) -> str:
     return str(value)
 
 
-def _shared_metrics(runs: list[Run]) -> list[str]:
-    """Metric keys every run has a finite value of (the keys of its summary's minima)."""
-    shared = set.intersection(*(set(r.summary.get("min") or {}) for r in runs))
-    shared -= {"step", "time"}
-    return [k for k in ORDER if k in shared] + sorted(shared - set(ORDER))
+def placed(key: str) -> tuple[str, str] | None:
+    """(place, metric) of a metric measured at one of log.at's further places
+    (``encoder/effective_rank`` → ``("encoder", "effective_rank")``); None for any other key,
+    a Monitor's own ``lr/head`` included."""
+    place, sep, metric = key.partition(AT_SEPARATOR)
+    return (place, metric) if sep and place and metric in BY_KEY else None
+
+
+def _table_metrics(runs: list[Run]) -> list[str]:
+    """The table's metric keys: those every run has a finite value of (the keys of its
+    summary's minima), the catalogue's first, then the loss parts; then, place by place
+    (encoder, projector, predictor), the PLACED metrics any run measured there (the others
+    show -)."""
+    logged = [set(r.summary.get("min") or {}) - {"step", "time"} for r in runs]
+    shared = {k for k in set.intersection(*logged) if placed(k) is None}
+    at = {p for k in set.union(*logged) if (p := placed(k))}
+    order = {name: i for i, name in enumerate(REPRESENTATIONS)}
+    places = sorted({name for name, _ in at}, key=lambda name: (order.get(name, len(order)), name))
+    own = [k for k in ORDER if k in shared] + sorted(shared - set(ORDER))
+    return own + [f"{p}{AT_SEPARATOR}{m}" for p in places for m in PLACED if (p, m) in at]
 
 
 def _number(v: Any) -> float | None:
@@ -211,8 +231,9 @@ def compare_runs(
     labels: dict[Path, str] | None = None,
 ) -> Comparison:
     """Compare two or more runs (finished, still going or died): the config keys that differ,
-    final/min/max of every shared metric, and overlaid curves written to ``out`` (default:
-    ``compare-<YYYYmmdd-HHMMSS>/`` beside the first run) unless ``figures`` is False.
+    step 0, final, min and max of every shared metric (and of the main ones at log.at's further
+    places), and overlaid curves written to ``out`` (default: ``compare-<YYYYmmdd-HHMMSS>/``
+    beside the first run) unless ``figures`` is False.
     ``labels`` name runs (by resolved folder) in place of the names derived from their configs."""
     from .figures import check_format
 
@@ -231,7 +252,7 @@ def compare_runs(
             for p, derived in zip(paths, run_labels([r.id for r in runs], differing), strict=True)
         ],
         differing=differing,
-        rows=metric_rows(runs, _shared_metrics(runs)),
+        rows=metric_rows(runs, _table_metrics(runs)),
     )
     if figures:
         from .figures import save

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..rundir import METRICS_CSV, write_atomic
 from .compare import Comparison
+from .predicts import READING, TARGET_NAMES, Predictors
 from .run import Run
 from .seeds import SeedComparison
 
@@ -33,11 +34,12 @@ def comparison_table(result: Comparison | SeedComparison, fmt: str) -> str:
     """One row per run: its name in words, status, verdict and every shared metric's step-0
     and final value (λ_min as ``0 (rank 32/128)`` where it is structurally zero). For runs
     grouped by seed, one row per group: what sets it apart, its completed seeds, the majority
-    verdict and every final metric as mean ± std."""
+    verdict and every final metric as mean ± std. Then, when enough runs have an accuracy,
+    the Kendall τ-b table (`_with_taus`)."""
     check_table_format(fmt)
     if isinstance(result, SeedComparison):
         header, body = _seed_rows(result)
-        return _render(header, body, fmt, len(result.keys) + 2)
+        return _with_taus(result.predictors, header, body, fmt, len(result.keys) + 2, "mean ± std")
     stats = [r for r in result.rows if r.stat in ("step 0", "final")]
     header = ["run", "status", "verdict", *(f"{r.metric} ({r.stat})" for r in stats)]
     body = []
@@ -45,7 +47,44 @@ def comparison_table(result: Comparison | SeedComparison, fmt: str) -> str:
         verdict = run.summary.get("verdict") if run.finished else None
         cells = [r.texts[i] or _number(r.values[i]) for r in stats]
         body.append([label, run.status, verdict or "-", *cells])
-    return _render(header, body, fmt, 3)
+    return _with_taus(result.predictors, header, body, fmt, 3, "final")
+
+
+def _with_taus(
+    taus: Predictors | None,
+    header: list[str],
+    body: list[list[str]],
+    fmt: str,
+    text_cols: int,
+    stat: str,
+) -> str:
+    """The table, and the τ table after it where there is one (3 runs or more with an
+    accuracy): in markdown and LaTeX a second table under a line that says how to read it;
+    in CSV, which holds one table, one more row per accuracy, its first cell ``Kendall τ-b
+    vs kNN accuracy (4 runs)``, its τ under each metric's ``(<stat>)`` column, empty elsewhere
+    (a metric that not every run has, and so no column, has no τ there)."""
+    if taus is None or not taus.enough:
+        return _render(header, body, fmt, text_cols)
+    if fmt == "csv":
+        at = {name: i for i, name in enumerate(header)}
+        rows = []
+        for target in taus.targets:
+            row = [""] * len(header)
+            row[0] = f"Kendall τ-b vs {TARGET_NAMES.get(target, target)} ({taus.runs} runs)"
+            for p in taus.rows:
+                if (i := at.get(f"{p.metric} ({stat})")) is not None:
+                    row[i] = taus.text(p, target)
+            rows.append(row)
+        return _render(header, body + rows, fmt, text_cols)
+    second = _render(
+        ["metric", *(taus.header(t) for t in taus.targets)],
+        [[p.metric, *(taus.text(p, t) for t in taus.targets)] for p in taus.rows],
+        fmt,
+        1,
+    )
+    caption = f"{taus.title}: {READING}"  # a comment in LaTeX; a paragraph in markdown
+    caption = f"% {caption}\n" if fmt == "latex" else f"{caption}\n\n"
+    return f"{_render(header, body, fmt, text_cols)}\n\n{caption}{second}"
 
 
 def _seed_rows(result: SeedComparison) -> tuple[list[str], list[list[str]]]:
@@ -76,7 +115,8 @@ def _render(header: list[str], body: list[list[str]], fmt: str, text_cols: int) 
 
         def tex(cell: str) -> str:
             for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"),
-                         ("#", r"\#"), ("$", r"\$"), ("±", r"$\pm$")):  # fmt: skip
+                         ("#", r"\#"), ("$", r"\$"), ("±", r"$\pm$"),
+                         ("τ", r"$\tau$")):  # fmt: skip
                 cell = cell.replace(a, b)
             return cell
 

@@ -15,6 +15,13 @@ TARGETS = ("knn_acc", "probe_acc")  # the accuracies a metric may track
 # side's numbers (the loss and gradient norm of different objectives do not compare).
 NOT_PREDICTORS = {*TARGETS, "recall_at_1", "grad_norm", "loss"}
 MIN_RUNS = 3  # below this a rank correlation means nothing (τ is ±1 or 0 for two runs)
+TARGET_NAMES = {"knn_acc": "kNN accuracy", "probe_acc": "probe accuracy"}
+# How to read the τ table, wherever it is printed.
+READING = (
+    "the final value of each metric against the final accuracy, over the runs that ran to "
+    "their end (+1: it ranks the runs as the accuracy does; −1: in reverse; -: too few runs or "
+    "a constant)"
+)
 
 
 def kendall_tau_b(x: list[float], y: list[float]) -> float | None:
@@ -58,6 +65,20 @@ class Predictors:
     @property
     def enough(self) -> bool:
         return self.runs >= MIN_RUNS
+
+    @property
+    def title(self) -> str:
+        return f"Kendall τ-b over {self.runs} runs"
+
+    def header(self, target: str) -> str:
+        """A target's column header: ``τ vs kNN accuracy``."""
+        return f"τ vs {TARGET_NAMES.get(target, target)}"
+
+    def text(self, row: Predictor, target: str) -> str:
+        """One cell: ``+0.67``, ``-`` where τ is None, and the number of runs where it is
+        computed over fewer than the table's."""
+        tau, n = row.taus[target], row.counts[target]
+        return ("-" if tau is None else f"{tau:+.2f}") + (f" ({n} runs)" if n != self.runs else "")
 
 
 def _number(v: Any) -> float | None:
