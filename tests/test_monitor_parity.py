@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -24,7 +20,8 @@ from collapse_cli.metrics import compute_metrics
 from collapse_cli.reading.panels import drawn, measured_at
 from collapse_cli.rundir import read_jsonl
 
-from .conftest import CONFIGS, ROOT
+from .conftest import CONFIGS
+from .test_monitor import two_ranks
 
 RULE = {"verdict": "complete collapse", "patience": 1}
 
@@ -293,25 +290,8 @@ if __name__ == "__main__":
 
 def test_under_torch_distributed_every_rank_is_told_to_stop_at_the_same_step(tmp_path):
     """Two ranks: rank 1 in a child process, rank 0 here; rank 0 alone judges and writes."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    script = tmp_path / "rank1.py"
-    script.write_text(WORKER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     runs = tmp_path / "runs"
-    child = subprocess.Popen(
-        [sys.executable, str(script), str(port), str(runs)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        namespace: dict = {}
-        exec(compile(WORKER, "rank0", "exec"), namespace)
-        said, reason = namespace["work"](0, port, runs)
-        out, err = child.communicate(timeout=300)
-    finally:
-        child.kill()
-    assert child.returncode == 0, err[-3000:]
+    (said, reason), out = two_ranks(WORKER, runs)
     expected = [False, False, False, False, True]  # dead at steps 1, 3 and 4: two in a row at 4
     assert said == expected and out.strip() == f"{expected} True"  # rank 1: the same, no reason
     assert "stopped at step 4" in reason  # rank 0's; rank 1 has none
