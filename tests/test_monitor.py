@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -276,27 +277,34 @@ if __name__ == "__main__":
 """
 
 
-def test_under_torch_distributed_only_rank_0_writes_every_ranks_embeddings(tmp_path):
-    """Two ranks: rank 1 in a child process, rank 0 here."""
+def two_ranks(worker: str, runs: Path) -> tuple[Any, str]:
+    """``work(rank, port, runs)`` of ``worker`` on two gloo ranks: rank 1 in a child process
+    (``worker`` run as a script), rank 0 here. Returns rank 0's answer and rank 1's output."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    script = tmp_path / "rank1.py"
-    script.write_text(WORKER)
+    script = runs.parent / "rank1.py"
+    script.write_text(worker)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    runs = tmp_path / "runs"
     child = subprocess.Popen(
         [sys.executable, str(script), str(port), str(runs)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         namespace: dict = {}
-        exec(compile(WORKER, "rank0", "exec"), namespace)
-        rows = namespace["work"](0, port, runs)
-        _, err = child.communicate(timeout=300)
+        exec(compile(worker, "rank0", "exec"), namespace)
+        answer = namespace["work"](0, port, runs)
+        out, err = child.communicate(timeout=300)
     finally:
         child.kill()
     assert child.returncode == 0, err[-3000:]
+    return answer, out
+
+
+def test_under_torch_distributed_only_rank_0_writes_every_ranks_embeddings(tmp_path):
+    """Two ranks: rank 1 in a child process, rank 0 here."""
+    runs = tmp_path / "runs"
+    rows, _ = two_ranks(WORKER, runs)
     (path,) = runs.iterdir()  # one folder: rank 1 wrote nothing
     assert read_jsonl(path / "metrics.jsonl") == rows
     z = torch.randn(16, 4, generator=torch.Generator().manual_seed(0))

@@ -77,7 +77,10 @@ class World:
         the ranks at different steps, and they must stop after the same one."""
         if not self.distributed:
             return flag
-        t = torch.tensor([int(flag)])
+        # On the host, through the gloo control group; a group of nccl alone (a user's own
+        # loop, `Monitor`) reduces device tensors only.
+        nccl_only = self.control is None and self.backend == "nccl"
+        t = torch.tensor([int(flag)], device=self.device if nccl_only else "cpu")
         dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.control)
         return bool(t.item())
 

@@ -20,12 +20,15 @@ import torch
 from pydantic import ValidationError
 
 from .. import __version__, metrics, rundir
-from ..catalogue import ORDER
-from ..config import VerdictConfig
+from ..catalogue import AT_SEPARATOR, ORDER
+from ..config import StopOnConfig, VerdictConfig, _describe
 from ..errors import ConfigError, RunError
 from ..summary import build_summary
 from ..yamlfile import dump_yaml
+from .distributed import World
 from .lifecycle import _device_name, finish_run
+from .stopping import StopOn
+from .taps import measure_at
 
 RESERVED = {"step", "time", *ORDER}  # names **extra may not take
 
@@ -39,10 +42,22 @@ class Monitor:
     names your loss (``collapse list`` shows it); ``thresholds`` are the verdict's (the
     defaults of ``log.verdict``).
 
+    ``place`` names where z is taken (``measured_at``'s first entry; ``encoder``, as a run
+    without a projector calls it); ``log(at={"encoder": h})`` measures further places, under
+    their names and a ``/`` (``encoder/effective_rank``), as ``log.at`` does.
+
+    ``stop_on``: train.stop_on's rule, ``{"verdict": "complete collapse", "patience": K}``,
+    judged at each finite logged step; once the verdict has held K + 1 log steps in a row,
+    ``should_stop`` is True and ``stop_reason`` says why, and the run, closed after that, ends
+    ``stopped`` (summary.json's ``stopped_at`` and ``stop_reason``). Your loop decides whether
+    to break; one that logs on is judged on, and ends ``stopped`` only if the rule holds at its
+    last logged step.
+
     Under torch.distributed (DistributedDataParallel, several processes), call ``log`` on every
     rank with the same steps: each call gathers every rank's z, z_pos and labels (same shape on
     each rank) and averages the loss, then only rank 0 measures and writes; the other ranks get
-    None. ``gather=False`` turns that off for a caller that gathers itself (the Lightning
+    None. With ``stop_on``, every rank gets rank 0's ``should_stop`` (``stop_reason`` is rank
+    0's alone). ``gather=False`` turns that off for a caller that gathers itself (the Lightning
     callback).
 
     As a context manager it ends the run when the block ends: ``completed`` (``diverged`` when
@@ -68,6 +83,8 @@ class Monitor:
         seed: int | None = None,
         versions: Mapping[str, str] | None = None,
         gather: bool = True,
+        place: str = "encoder",
+        stop_on: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(every, int) or every < 1:
             raise ConfigError(f"Monitor: every must be an integer >= 1, got {every!r}")
@@ -80,6 +97,9 @@ class Monitor:
         except (ValidationError, TypeError) as e:
             first = str(e).splitlines()[0] if isinstance(e, TypeError) else _pydantic_line(e)
             raise ConfigError(f"Monitor: thresholds: {first}") from None
+        self.place = _place(place, "Monitor: place")
+        self._stop = _stop_rule(stop_on, self.thresholds)
+        self.should_stop, self.stop_reason = False, None  # the rule's answer at the last log
         self.versions = {
             "torch": torch.__version__,
             "collapse_cli": __version__,
@@ -90,6 +110,8 @@ class Monitor:
         self._writer: rundir.RunWriter | None = None
         self._meta: dict[str, Any] = {}
         self._rows: list[dict[str, Any]] = []  # finite rows up to the first non-finite one
+        self._at: dict[str, int] = {}  # log's further places, in the order first seen: their d
+        self._world: World | None = None  # the ranks, for stop_on under torch.distributed
         self._dim, self._batch, self._last_step = 0, 0, -1
         self._diverged_at: int | None = None
         self._knn_chance: float | None = None
@@ -115,14 +137,17 @@ class Monitor:
 
     def close(self, status: str | None = None, error: str | None = None) -> dict[str, Any] | None:
         """End the run: summary.json (with the verdict), the figures, meta.json. ``status``
-        defaults to ``completed`` (``diverged`` after a non-finite step); ``error`` goes into
-        meta.json. Returns the summary, or None when nothing was ever logged (no folder)."""
+        defaults to ``completed`` (``diverged`` after a non-finite step, ``stopped`` when
+        ``should_stop``); ``error`` goes into meta.json. Returns the summary, or None when
+        nothing was ever logged (no folder)."""
         if self._closed:
             return self.summary
         self._closed = True
         if self.path is None:
             return None
-        status = status or ("diverged" if self._diverged_at is not None else "completed")
+        if status is None:
+            status = "stopped" if self.should_stop else "completed"
+            status = "diverged" if self._diverged_at is not None else status
         assert self._writer is not None
         self._writer.close()
         summary = build_summary(
@@ -141,7 +166,9 @@ class Monitor:
             knn_collapsed=self._knn_collapsed,
             diverged_at=self._diverged_at,
             dimensions=metrics.dimensions(*self._last) if self._last is not None else None,
+            stop_reason=self.stop_reason if status == "stopped" else None,
         )
+        summary["measured_at"] = [self.place, *self._at]  # z's place first, as log.at's
         try:
             finish_run(self.path, self._meta, summary, **({"error": error} if error else {}))
         except OSError as e:
@@ -161,6 +188,7 @@ class Monitor:
         loss: float | torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         parameters: Iterable[torch.Tensor] | None = None,
+        at: Mapping[str, torch.Tensor] | None = None,
         **extra: float | torch.Tensor,
     ) -> dict[str, Any] | None:
         """Measure the embeddings ``z`` (N, d) of step ``step`` and append them to the run.
@@ -172,8 +200,11 @@ class Monitor:
         ``extra``: other numbers to log (``lr=...``). The metrics are a run's (compute_metrics:
         float64, one eigendecomposition of the covariance), and they, the loss, the gradient
         norm and any tensor in ``extra`` are read back from the device in one copy (kNN
-        accuracy, with labels, adds its own).
-        Returns the row written, or None for a step that ``every`` skips.
+        accuracy, with labels, adds its own). ``at``: {place: (N, d') tensor}, the embeddings
+        of the same N rows at further places, each measured the same way (one more read-back
+        each) under ``place/metric``; the unprefixed metrics stay z's.
+        Returns the row written, or None for a step that ``every`` skips. Then, with
+        ``stop_on``, ``should_stop`` and ``stop_reason`` answer for the rows so far.
         """
         if self._closed:
             raise ConfigError(
@@ -183,14 +214,18 @@ class Monitor:
         if step % self.every:
             return None
         z, z_pos = self._check(step, z, z_pos, extra)
+        places = self._check_at(step, z, at)
+        self._at |= {name: h.shape[1] for name, h in places.items()}
         rank, world = distributed() if self.gather else (0, 1)
         if world > 1:  # every rank's rows, in rank order; only rank 0 goes on
             z, z_pos = gather_rows(z), None if z_pos is None else gather_rows(z_pos)
+            places = {name: gather_rows(h) for name, h in places.items()}
             if labels is not None:
                 labels = gather_rows(_tensor(labels, "labels").to(z.device))
             if loss is not None:
                 loss = gather_rows(torch.as_tensor(loss, device=z.device).reshape(1)).mean()
             if rank != 0:
+                self._decide(z.device, world)  # rank 0's answer, once it has judged its row
                 return None
         tensors = {"loss": loss} if isinstance(loss, torch.Tensor) else {}
         tensors |= {k: v for k, v in extra.items() if isinstance(v, torch.Tensor)}
@@ -206,11 +241,30 @@ class Monitor:
         if "grad_norm" in read:
             row["grad_norm"] = read.pop("grad_norm")
         row |= {k: read.get(k, v) for k, v in extra.items()}
+        for name, h in places.items():  # the further places, prefixed (encoder/rank)
+            row |= measure_at(name, h)
         finite = math.isfinite(values["variance"]) and math.isfinite(row.get("loss", 0.0))
         if labels is not None and finite:
             row["knn_acc"] = self._knn(z, labels)
         self._append(step, row, eigenvalues, finite, z)
+        self._decide(z.device, world)
         return row
+
+    def _decide(self, device: torch.device, world: int) -> None:
+        """``should_stop`` after a logged step: whether rank 0's rule gives a ``stop_reason``,
+        the same answer on every rank (one small all-reduce, at logged steps only, as the
+        training loop agrees on stopping)."""
+        if self._stop is None:
+            return
+        stop = self.stop_reason is not None
+        if world > 1:
+            if self._world is None:
+                import torch.distributed as dist
+
+                rank, size = distributed()
+                self._world = World(device, rank, size, backend=str(dist.get_backend()))
+            stop = self._world.any(stop)
+        self.should_stop = stop
 
     def _check(
         self, step: int, z: Any, z_pos: Any, extra: dict[str, Any]
@@ -243,6 +297,38 @@ class Monitor:
                 raise ConfigError(f"Monitor.log: {key} must be a number, got {value!r:.60}")
         return z, z_pos
 
+    def _check_at(self, step: int, z: torch.Tensor, at: Any) -> dict[str, torch.Tensor]:
+        """log's ``at`` as {place: (N, d') tensor}, with z's N rows and the place's d' as
+        before; a ConfigError (nothing written) naming the place and what is wrong."""
+        if at is None:
+            return {}
+        if not isinstance(at, Mapping):
+            raise ConfigError(
+                f"Monitor.log: at must be a dict {{place: (N, d) tensor}}, got "
+                f"{type(at).__name__} at step {step}"
+            )
+        places: dict[str, torch.Tensor] = {}
+        for name, h in at.items():
+            name = _place(name, "Monitor.log: at")
+            if name == self.place:
+                raise ConfigError(
+                    f"Monitor.log: at: {name} is z's own place (Monitor(place={self.place!r})); "
+                    "give z's place another name, e.g. Monitor(place='projector')"
+                )
+            h = _tensor(h, f"at: {name}")
+            if h.ndim != 2 or h.shape[0] != z.shape[0] or h.shape[1] < 1:
+                raise ConfigError(
+                    f"Monitor.log: at: {name} must be an (N, d) matrix of z's N = {z.shape[0]} "
+                    f"rows, got shape {tuple(h.shape)} at step {step}"
+                )
+            if self._at.get(name, h.shape[1]) != h.shape[1]:
+                raise ConfigError(
+                    f"Monitor.log: at: {name} has d = {h.shape[1]} at step {step}, but "
+                    f"d = {self._at[name]} before; a place's dimension must stay the same"
+                )
+            places[name] = h
+        return places
+
     def _knn(self, z: torch.Tensor, labels: Any) -> float:
         from ..inspection import knn_split
 
@@ -258,6 +344,8 @@ class Monitor:
         finite: bool,
         z: torch.Tensor,
     ) -> None:
+        """The row into the folder; stop_on judges it when it is finite and no row before
+        diverged (a row it does not judge leaves ``stop_reason`` as it was)."""
         if self.path is None:
             self._open(z)
         assert self._writer is not None and self.path is not None
@@ -274,6 +362,8 @@ class Monitor:
         if finite and self._diverged_at is None:
             self._rows.append(row)
             self._last = (z, row["max_eig"])  # its dead dimensions are measured at close
+            if self._stop is not None:
+                self.stop_reason = self._stop.see(row, self._dim)
 
     def _open(self, z: torch.Tensor) -> None:
         """The run folder, its config.yaml and meta.json (at the first logged step)."""
@@ -295,6 +385,29 @@ class Monitor:
         except OSError as e:
             raise RunError(f"{path}: cannot write the run folder ({e.strerror})") from None
         self.path = path
+
+
+def _place(name: Any, where: str) -> str:
+    """A place's name, checked: a non-empty string without the separator of its keys."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{where}: a place's name must be a non-empty string, got {name!r}")
+    if AT_SEPARATOR in name:
+        raise ConfigError(
+            f"{where}: {name!r}: a place's name may not contain {AT_SEPARATOR!r}, which "
+            f"separates it from the metric's in the logged keys (encoder{AT_SEPARATOR}rank)"
+        )
+    return name
+
+
+def _stop_rule(stop_on: Any, thresholds: dict[str, float]) -> StopOn | None:
+    """train.stop_on's rule from ``stop_on``, validated as the config validates it."""
+    if stop_on is None:
+        return None
+    try:
+        rule = StopOnConfig.model_validate(stop_on)
+    except ValidationError as e:
+        raise ConfigError(f"Monitor: {_describe(e, StopOnConfig, prefix='stop_on')}") from None
+    return StopOn(rule.verdict, rule.patience, thresholds)
 
 
 def _pydantic_line(e: ValidationError) -> str:

@@ -92,6 +92,18 @@ def measured(
     return asked
 
 
+def measure_at(
+    name: str,
+    z: torch.Tensor,
+    z_pos: torch.Tensor | None = None,
+    precision: torch.dtype | None = None,
+) -> dict[str, float]:
+    """The metrics of a further place ``name`` (z (N, d) measured there), their keys prefixed
+    with it (``encoder/effective_rank``): one `metrics.compute_metrics` (one read-back)."""
+    found, _ = metrics.compute_metrics(z, z_pos, precision)
+    return {f"{name}{AT_SEPARATOR}{k}": v for k, v in found.items()}
+
+
 class Taps:
     """The representations of ``log.at`` other than ``Output.z``, recorded while ``armed``.
 
@@ -143,9 +155,7 @@ class Taps:
         `metrics.compute_metrics` (one read-back) each."""
         values: dict[str, float] = {}
         for name in self.names[1:]:
-            z, z_pos = self.pair(name, out)
-            found, _ = metrics.compute_metrics(z, z_pos, precision)
-            values |= {f"{name}{AT_SEPARATOR}{k}": v for k, v in found.items()}
+            values |= measure_at(name, *self.pair(name, out), precision)
         return values
 
     def clear(self) -> None:
