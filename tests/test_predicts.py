@@ -179,3 +179,20 @@ def test_a_sweeps_table_export_carries_its_tau_table(tmp_path, cli) -> None:
     table = list(csv.reader(cli("compare", sweep, "--table", "csv").stdout.splitlines()))
     assert table[-1][0] == "Kendall τ-b vs kNN accuracy (6 runs)"
     assert _tau(table[-1][table[0].index("effective_rank (mean ± std)")]) == pytest.approx(expected)
+
+
+def test_a_tau_over_fewer_runs_says_how_many_in_good_english() -> None:
+    """Three runs with kNN accuracy, the forces logged by one of them only: its cell reads
+    '- (1 run)', a metric of two runs '- (2 runs)' (too few for τ), the others plain."""
+    from collapse_cli.reading.predicts import predictors
+
+    finals = [
+        {"knn_acc": 0.9, "effective_rank": 30.0, "force_ratio": 0.5, "rankme": 2.0},
+        {"knn_acc": 0.5, "effective_rank": 10.0, "rankme": 3.0},
+        {"knn_acc": 0.1, "effective_rank": 5.0},
+    ]
+    found = predictors(finals)
+    assert found is not None and found.runs == 3
+    cells = {row.metric: found.text(row, "knn_acc") for row in found.rows}
+    assert cells["force_ratio"] == "- (1 run)" and cells["rankme"] == "- (2 runs)"
+    assert cells["effective_rank"] == "+1.00"

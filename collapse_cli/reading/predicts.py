@@ -78,7 +78,9 @@ class Predictors:
         """One cell: ``+0.67``, ``-`` where τ is None, and the number of runs where it is
         computed over fewer than the table's."""
         tau, n = row.taus[target], row.counts[target]
-        return ("-" if tau is None else f"{tau:+.2f}") + (f" ({n} runs)" if n != self.runs else "")
+        return ("-" if tau is None else f"{tau:+.2f}") + (
+            f" ({n} run{'s' * (n != 1)})" if n != self.runs else ""
+        )
 
 
 def _number(v: Any) -> float | None:
