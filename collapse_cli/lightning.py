@@ -68,6 +68,10 @@ class CollapseMonitor(pl.Callback):  # type: ignore[misc,name-defined]
     Under several processes every rank computes its embeddings, they are gathered
     (``pl_module.all_gather``, the loss averaged), and only rank 0 writes the run folder.
 
+    ``stop_on`` is the rule of ``train.stop_on`` (``{"verdict": "complete collapse",
+    "patience": K}``): once it holds, rank 0's Monitor says so and every rank's trainer stops
+    after that step (``trainer.should_stop``); the run ends ``stopped``.
+
     >>> monitor = CollapseMonitor(every_n_steps=50)  # doctest: +SKIP
     >>> Trainer(max_steps=500, callbacks=[monitor]).fit(model, data)  # doctest: +SKIP
     """
@@ -80,10 +84,17 @@ class CollapseMonitor(pl.Callback):  # type: ignore[misc,name-defined]
         runs_dir: str | Path = "runs",
         name: str | None = None,
         config: Mapping[str, Any] | None = None,
+        stop_on: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(every_n_steps, int) or every_n_steps < 1:
             raise ConfigError(f"CollapseMonitor: every_n_steps must be >= 1, got {every_n_steps!r}")
+        if stop_on is not None:  # checked now, as the Monitor checks it, not at the first step
+            try:
+                Monitor(stop_on=stop_on)
+            except ConfigError as e:
+                raise ConfigError(f"Collapse{e}") from None  # "CollapseMonitor: stop_on..."
+        self.stop_on = stop_on
         self.every = every_n_steps
         self.embeddings = embeddings or default_embeddings
         self._with_batch = _takes_two(self.embeddings)
@@ -116,6 +127,7 @@ class CollapseMonitor(pl.Callback):  # type: ignore[misc,name-defined]
             objective=None,
             versions={"lightning": pl.__version__},
             gather=False,  # gathered here, through the strategy
+            stop_on=self.stop_on,
         )
         self.monitor.__enter__()
 
@@ -136,6 +148,10 @@ class CollapseMonitor(pl.Callback):  # type: ignore[misc,name-defined]
                 loss = pl_module.all_gather(loss).mean()
         if trainer.is_global_zero and self.monitor is not None:
             self.monitor.log(step, z, z_pos, loss=loss, parameters=pl_module.parameters())
+        if self.stop_on is not None:  # rank 0 judges; every rank stops after this step
+            dead = trainer.is_global_zero and self.monitor is not None and self.monitor.should_stop
+            if trainer.strategy.reduce_boolean_decision(bool(dead), all=False):
+                trainer.should_stop = True
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         if self.monitor is not None:

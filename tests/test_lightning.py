@@ -82,6 +82,51 @@ def test_a_real_trainer_writes_a_run_folder_that_plot_and_compare_read(tmp_path,
     assert "lr" in compared.output
 
 
+class Shrinking(pl.LightningModule):
+    """The article's demo 1 in Lightning: a linear encoder minimising its own variance."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Linear(8, 6)
+
+    def training_step(self, batch, batch_idx):
+        (x,) = batch
+        z = self.net(x)
+        return {"loss": z.var(0).mean(), "z": z}
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.5)
+
+
+def test_stop_on_ends_the_fit_where_the_verdict_first_holds(tmp_path, monkeypatch):
+    """With stop_on (patience 0) the fit ends after the first logged step whose variance is
+    below 0.001 of step 0's (found by hand in the metrics of the same fit run to its end), and
+    the run is marked stopped there; its rows are the full fit's up to that step."""
+    monkeypatch.setattr("collapse_cli.reading.figures.plot_run", lambda path: [])
+    full = CollapseMonitor(every_n_steps=2, runs_dir=tmp_path / "full")
+    torch.manual_seed(1)  # the same encoder for both fits
+    fit(Shrinking(), full, steps=40)
+    rows = read_jsonl(full.path / "metrics.jsonl")
+    expected = next(r["step"] for r in rows if r["variance"] < 1e-3 * rows[0]["variance"])
+    assert 0 < expected < 38  # the rule fires well before the end
+
+    rule = {"verdict": "complete collapse", "patience": 0}
+    stopping = CollapseMonitor(every_n_steps=2, runs_dir=tmp_path / "stop", stop_on=rule)
+    torch.manual_seed(1)
+    fit(Shrinking(), stopping, steps=40)
+    summary = json.loads((stopping.path / "summary.json").read_text())
+    assert summary["status"] == "stopped" and summary["stopped_at"] == expected
+    assert "variance fell" in summary["stop_reason"]
+
+    def untimed(rs):
+        return [{k: v for k, v in r.items() if k != "time"} for r in rs]
+
+    kept = read_jsonl(stopping.path / "metrics.jsonl")  # the same fit, ended at `expected`
+    assert untimed(kept) == untimed([r for r in rows if r["step"] <= expected])
+    with pytest.raises(ConfigError, match=r"^CollapseMonitor: stop_on"):
+        CollapseMonitor(stop_on={"verdict": "dead"})
+
+
 @pytest.mark.parametrize(
     ("embeddings", "message"),
     [
