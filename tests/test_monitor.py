@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -247,7 +248,7 @@ def test_a_block_that_logs_nothing_leaves_nothing(tmp_path):
     assert monitor.path is None and not (tmp_path / "runs").exists()
 
 
-WORKER = """
+RANK = """
 import sys
 from datetime import timedelta
 
@@ -256,25 +257,42 @@ import torch.distributed as dist
 
 
 def work(rank, port, runs):
-    address = f"tcp://127.0.0.1:{port}"
+    address = f"tcp://127.0.0.1:{{port}}"
     dist.init_process_group("gloo", init_method=address, rank=rank, world_size=2,
                             timeout=timedelta(seconds=120))
     try:
         from collapse_cli import Monitor
 
-        z = torch.randn(16, 4, generator=torch.Generator().manual_seed(0))
-        with Monitor(runs, name="ddp") as monitor:
-            return [
-                monitor.log(step, z[8 * rank : 8 * (rank + 1)] * (step + 1), loss=float(rank))
-                for step in range(2)
-            ]
+{body}
     finally:
         dist.destroy_process_group()
 
 
 if __name__ == "__main__":
-    assert work(1, int(sys.argv[1]), sys.argv[2]) == [None, None]
+{main}
 """
+
+
+def rank_script(body: str, main: str) -> str:
+    """A script for `two_ranks`: ``work(rank, port, runs)`` joins two gloo ranks and runs
+    ``body`` (Monitor imported); as a script, rank 1 runs ``main``."""
+    return RANK.format(
+        body=textwrap.indent(textwrap.dedent(body).strip("\n"), " " * 8),
+        main=textwrap.indent(textwrap.dedent(main).strip("\n"), " " * 4),
+    )
+
+
+WORKER = rank_script(
+    """
+    z = torch.randn(16, 4, generator=torch.Generator().manual_seed(0))
+    with Monitor(runs, name="ddp") as monitor:
+        return [
+            monitor.log(step, z[8 * rank : 8 * (rank + 1)] * (step + 1), loss=float(rank))
+            for step in range(2)
+        ]
+    """,
+    "assert work(1, int(sys.argv[1]), sys.argv[2]) == [None, None]",
+)
 
 
 def two_ranks(worker: str, runs: Path) -> tuple[Any, str]:

@@ -21,7 +21,7 @@ from collapse_cli.reading.panels import drawn, measured_at
 from collapse_cli.rundir import read_jsonl
 
 from .conftest import CONFIGS
-from .test_monitor import two_ranks
+from .test_monitor import rank_script, two_ranks
 
 RULE = {"verdict": "complete collapse", "patience": 1}
 
@@ -253,39 +253,24 @@ def test_a_place_whose_dimension_changes_is_refused(tmp_path, no_figures):
 
 
 # --------------------------------------------------------------------------- ranks
-WORKER = """
-import sys
-from datetime import timedelta
-
-import torch
-import torch.distributed as dist
-
-
-def work(rank, port, runs):
-    address = f"tcp://127.0.0.1:{port}"
-    dist.init_process_group("gloo", init_method=address, rank=rank, world_size=2,
-                            timeout=timedelta(seconds=120))
-    try:
-        from collapse_cli import Monitor
-
-        g = torch.Generator().manual_seed(0)
-        z, h = torch.randn(16, 4, generator=g), torch.randn(16, 6, generator=g)
-        mine = slice(8 * rank, 8 * (rank + 1))
-        said = []
-        rule = {"verdict": "complete collapse", "patience": 1}
-        with Monitor(runs, name="ddp", place="projector", stop_on=rule) as monitor:
-            for step, scale in enumerate([1.0, 1e-3, 1.0, 1e-3, 1e-3]):
-                monitor.log(step, scale * z[mine], at={"encoder": h[mine]})
-                said.append(monitor.should_stop)
-        return said, monitor.stop_reason
-    finally:
-        dist.destroy_process_group()
-
-
-if __name__ == "__main__":
+WORKER = rank_script(
+    """
+    g = torch.Generator().manual_seed(0)
+    z, h = torch.randn(16, 4, generator=g), torch.randn(16, 6, generator=g)
+    mine = slice(8 * rank, 8 * (rank + 1))
+    said = []
+    rule = {"verdict": "complete collapse", "patience": 1}
+    with Monitor(runs, name="ddp", place="projector", stop_on=rule) as monitor:
+        for step, scale in enumerate([1.0, 1e-3, 1.0, 1e-3, 1e-3]):
+            monitor.log(step, scale * z[mine], at={"encoder": h[mine]})
+            said.append(monitor.should_stop)
+    return said, monitor.stop_reason
+    """,
+    """
     said, reason = work(1, int(sys.argv[1]), sys.argv[2])
     print(f"{said} {reason is None}")
-"""
+    """,
+)
 
 
 def test_under_torch_distributed_every_rank_is_told_to_stop_at_the_same_step(tmp_path):
